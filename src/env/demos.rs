@@ -1,0 +1,192 @@
+//! Scripted demonstrators (LS3_SPEC §2): the demo sets of each environment and the loop that
+//! runs a teacher for one labelled episode.
+
+use super::{Env, EnvKind, FrameStack};
+use crate::data::episode::{Episode, Transition, label};
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, Normal};
+
+/// A scripted policy. `begin` runs after `env.reset()` and may move the env to another start.
+pub trait Teacher {
+    /// Prepares an episode; may call `env.set_state` for a random start.
+    fn begin(&mut self, _env: &mut dyn Env, _rng: &mut StdRng) {}
+    /// The action at step `t` in ground-truth `state` (before noise).
+    fn act(&mut self, t: usize, state: &[f64], rng: &mut StdRng) -> [f32; 2];
+}
+
+/// One published demonstration set.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DemoSet {
+    /// Folder name, as in the original code (e.g. `SimplePointBotConstraints`).
+    pub name: &'static str,
+    /// Published number of episodes.
+    pub count: usize,
+    /// Steps per episode (the env horizon unless the set says otherwise).
+    pub steps: usize,
+    /// Stored with `on_policy = 1` (task demos) or 0 (constraint / disturbance demos).
+    pub on_policy: bool,
+    /// Std of Gaussian action noise as a fraction of the action range (0.2 = "noisy teacher").
+    pub noise: f32,
+    /// Which teacher acts.
+    pub teacher: TeacherKind,
+}
+
+/// The teachers, one per demo set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TeacherKind {
+    NavigationTask,
+    NavigationConstraint,
+    ReacherTask,
+    ReacherConstraint,
+    ReacherInteraction,
+    PushTask,
+    PushOutburst,
+}
+
+impl TeacherKind {
+    /// A fresh teacher of this kind.
+    pub fn build(self) -> Box<dyn Teacher> {
+        use super::{navigation as n, push as p, reacher as r};
+        match self {
+            TeacherKind::NavigationTask => Box::new(n::TaskTeacher),
+            TeacherKind::NavigationConstraint => Box::new(n::ConstraintTeacher::default()),
+            TeacherKind::ReacherTask => Box::new(r::TaskTeacher),
+            TeacherKind::ReacherConstraint => Box::new(r::ConstraintTeacher::default()),
+            TeacherKind::ReacherInteraction => Box::new(r::InteractionTeacher::default()),
+            TeacherKind::PushTask => Box::new(p::TaskTeacher::default()),
+            TeacherKind::PushOutburst => Box::new(p::OutburstTeacher::default()),
+        }
+    }
+}
+
+const fn set(
+    name: &'static str,
+    count: usize,
+    steps: usize,
+    on_policy: bool,
+    noise: f32,
+    teacher: TeacherKind,
+) -> DemoSet {
+    DemoSet {
+        name,
+        count,
+        steps,
+        on_policy,
+        noise,
+        teacher,
+    }
+}
+
+const NAVIGATION_SETS: [DemoSet; 2] = [
+    set(
+        "SimplePointBot",
+        50,
+        100,
+        true,
+        0.2,
+        TeacherKind::NavigationTask,
+    ),
+    set(
+        "SimplePointBotConstraints",
+        50,
+        100,
+        false,
+        0.2,
+        TeacherKind::NavigationConstraint,
+    ),
+];
+const REACHER_SETS: [DemoSet; 3] = [
+    set("Reacher", 50, 100, true, 0.2, TeacherKind::ReacherTask),
+    set(
+        "ReacherConstraints",
+        50,
+        100,
+        false,
+        0.2,
+        TeacherKind::ReacherConstraint,
+    ),
+    set(
+        "ReacherInteractions",
+        100,
+        20,
+        false,
+        0.0,
+        TeacherKind::ReacherInteraction,
+    ),
+];
+const PUSH_SETS: [DemoSet; 2] = [
+    set(
+        "Push",
+        500,
+        150,
+        true,
+        super::push::TASK_NOISE,
+        TeacherKind::PushTask,
+    ),
+    set(
+        "PushOutbursts",
+        300,
+        150,
+        false,
+        0.0,
+        TeacherKind::PushOutburst,
+    ),
+];
+
+impl EnvKind {
+    /// The published demo sets of this environment.
+    pub fn demo_sets(self) -> &'static [DemoSet] {
+        match self {
+            EnvKind::Navigation => &NAVIGATION_SETS,
+            EnvKind::Reacher => &REACHER_SETS,
+            EnvKind::Push => &PUSH_SETS,
+        }
+    }
+}
+
+/// Runs one demo episode of `set` in `env` and returns it labelled. Teacher randomness and action
+/// noise come from `rng`; simulator noise from the env's own stream.
+pub fn run_episode(env: &mut dyn Env, set: &DemoSet, rng: &mut StdRng) -> Episode {
+    let kind = env.kind();
+    let mut teacher = set.teacher.build();
+    let mut stack = FrameStack::new(kind.frame_stack());
+    stack.reset(env);
+    teacher.begin(env, rng);
+    let start_state = env.state();
+    let mut obs = stack.restart(env.render());
+    let std = set.noise * 2.0 * kind.action_bound();
+    let noise = Normal::new(0.0f32, std.max(f32::MIN_POSITIVE)).expect("finite std");
+
+    let n = obs.len();
+    let mut ep = Episode {
+        frame_stack: kind.frame_stack(),
+        transitions: Vec::with_capacity(set.steps),
+        obs: Vec::with_capacity(set.steps * n),
+        next_obs: Vec::with_capacity(set.steps * n),
+        start_state: Some(start_state),
+    };
+    for t in 0..set.steps {
+        let state = env.state();
+        let mut a = teacher.act(t, &state, rng);
+        if set.noise > 0.0 {
+            a = [a[0] + noise.sample(rng), a[1] + noise.sample(rng)];
+        }
+        let a = kind.clip_action(a);
+        let (step, next) = stack.step(env, a);
+        ep.obs.extend_from_slice(&obs);
+        ep.next_obs.extend_from_slice(&next);
+        ep.transitions.push(Transition {
+            action: a,
+            reward: step.reward,
+            constraint: step.constraint,
+            done: false,
+            safe_set: false,
+            on_policy: set.on_policy,
+            rtg: 0.0,
+            state: Some(step.state),
+        });
+        obs = next;
+    }
+    label(&mut ep.transitions);
+    ep
+}
