@@ -7,4 +7,5 @@
 pub mod app;
 pub mod data;
 pub mod env;
+pub mod model;
 pub mod seed;

@@ -1,0 +1,178 @@
+//! All six modules of an LS3 agent, each with its own variables (one checkpoint file and one
+//! optimiser per module).
+
+use super::classifier::{Classifier, SafeSet};
+use super::dynamics::Dynamics;
+use super::init::pytorch_default;
+use super::rng::TensorRng;
+use super::vae::Vae;
+use super::value::Value;
+use crate::env::EnvKind;
+use candle_core::{DType, Device, Result};
+use candle_nn::{VarBuilder, VarMap};
+use serde::{Deserialize, Serialize};
+
+/// The six modules, named by their checkpoint file stems.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModuleKind {
+    Vae,
+    Dyn,
+    Val,
+    Ss,
+    Constr,
+    Gi,
+}
+
+impl ModuleKind {
+    /// All modules in pipeline order.
+    pub const ALL: [ModuleKind; 6] = [
+        ModuleKind::Vae,
+        ModuleKind::Dyn,
+        ModuleKind::Val,
+        ModuleKind::Ss,
+        ModuleKind::Constr,
+        ModuleKind::Gi,
+    ];
+    /// The five modules that live on the latent space.
+    pub const LATENT: [ModuleKind; 5] = [
+        ModuleKind::Dyn,
+        ModuleKind::Val,
+        ModuleKind::Ss,
+        ModuleKind::Constr,
+        ModuleKind::Gi,
+    ];
+
+    /// File stem: `vae`, `dyn`, `val`, `ss`, `constr`, `gi`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModuleKind::Vae => "vae",
+            ModuleKind::Dyn => "dyn",
+            ModuleKind::Val => "val",
+            ModuleKind::Ss => "ss",
+            ModuleKind::Constr => "constr",
+            ModuleKind::Gi => "gi",
+        }
+    }
+
+    /// Parses a file stem.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
+impl std::fmt::Display for ModuleKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What determines the shapes of an agent's tensors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentSpec {
+    pub env: EnvKind,
+    /// Encoder input channels: 3 × frames stacked.
+    pub channels: usize,
+    pub latent: usize,
+    /// Value ensemble members (1 = single value net).
+    pub value_members: usize,
+}
+
+impl AgentSpec {
+    /// The spec of `env` (value ensemble on, as in every paper run).
+    pub fn for_env(env: EnvKind) -> Self {
+        Self {
+            env,
+            channels: 3 * env.frame_stack(),
+            latent: super::LATENT,
+            value_members: 5,
+        }
+    }
+}
+
+/// An LS3 agent: the VAE and the five latent modules on one device.
+pub struct Agent {
+    pub spec: AgentSpec,
+    pub device: Device,
+    pub vae: Vae,
+    pub dynamics: Dynamics,
+    pub value: Value,
+    pub safe_set: SafeSet,
+    pub constraint: Classifier,
+    pub goal: Classifier,
+    vars: [VarMap; 6],
+}
+
+impl Agent {
+    /// A freshly initialised agent (PyTorch's default init, from `seed`).
+    pub fn new(spec: AgentSpec, device: &Device, seed: u64) -> Result<Self> {
+        let vars: [VarMap; 6] = std::array::from_fn(|_| VarMap::new());
+        let agent = Self::build(spec, device, vars)?;
+        let mut rng = TensorRng::new(seed);
+        for v in &agent.vars {
+            pytorch_default(v, &mut rng)?;
+        }
+        agent.sync_targets()?;
+        Ok(agent)
+    }
+
+    /// Builds the modules over the given variable maps (creating any missing variable).
+    pub fn build(spec: AgentSpec, device: &Device, vars: [VarMap; 6]) -> Result<Self> {
+        let vb = |m: ModuleKind| VarBuilder::from_varmap(&vars[m as usize], DType::F32, device);
+        Ok(Self {
+            vae: Vae::new(vb(ModuleKind::Vae), spec.channels)?,
+            dynamics: Dynamics::new(vb(ModuleKind::Dyn))?,
+            value: Value::new(vb(ModuleKind::Val), spec.value_members)?,
+            safe_set: SafeSet::new(vb(ModuleKind::Ss))?,
+            constraint: Classifier::new(vb(ModuleKind::Constr))?,
+            goal: Classifier::new(vb(ModuleKind::Gi))?,
+            spec,
+            device: device.clone(),
+            vars,
+        })
+    }
+
+    /// The variables of one module (for its optimiser and its checkpoint file).
+    pub fn vars(&self, m: ModuleKind) -> &VarMap {
+        &self.vars[m as usize]
+    }
+
+    /// The trainable variables of one module: everything except target nets and running
+    /// statistics, which are copied or accumulated, never optimised.
+    pub fn trainable(&self, m: ModuleKind) -> Vec<candle_core::Var> {
+        let data = self.vars(m).data().lock().expect("var map lock");
+        let mut named: Vec<_> = data
+            .iter()
+            .filter(|(n, _)| !n.contains("target") && !n.starts_with("delta_rms"))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named.into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// Copies every online net into its target net (value members and safe set).
+    pub fn sync_targets(&self) -> Result<()> {
+        for m in [ModuleKind::Val, ModuleKind::Ss] {
+            let data = self.vars(m).data().lock().expect("var map lock");
+            for (name, var) in data.iter() {
+                if let Some(online) = target_source(name) {
+                    if let Some(src) = data.get(&online) {
+                        var.set(src.as_tensor())?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// For a target-net variable name, the name of the online variable it copies.
+pub fn target_source(name: &str) -> Option<String> {
+    if let Some(rest) = name.strip_prefix("target.") {
+        Some(rest.to_string())
+    } else if name.contains("value_net_target.") {
+        Some(name.replace("value_net_target.", "value_net."))
+    } else {
+        None
+    }
+}

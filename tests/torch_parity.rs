@@ -1,0 +1,145 @@
+//! Parity with PyTorch: the original implementation's checkpoints (random weights) loaded into our
+//! modules must reproduce the outputs PyTorch computed, within 1e-4 absolute.
+//! Fixtures: `$LS3_TORCH_FIXTURES`, default `../shared/fixtures/torch_reference`.
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::VarBuilder;
+use ls3::model::classifier::Classifier;
+use ls3::model::dynamics::{Dynamics, MEMBERS};
+use ls3::model::torch::read_pth;
+use ls3::model::vae::Vae;
+use ls3::model::value::Value;
+use std::path::PathBuf;
+
+const TOL: f32 = 1e-4;
+
+fn fixtures() -> PathBuf {
+    std::env::var_os("LS3_TORCH_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/torch_reference")
+        })
+}
+
+fn npy(name: &str) -> Tensor {
+    let path = fixtures().join(format!("{name}.npy"));
+    Tensor::read_npy(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+        .to_dtype(DType::F32)
+        .unwrap()
+}
+
+fn vb(pth: &str) -> VarBuilder<'static> {
+    let tensors = read_pth(&fixtures().join(pth), &Device::Cpu).unwrap();
+    VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu)
+}
+
+fn assert_close(what: &str, ours: &Tensor, expected: &Tensor) {
+    assert_eq!(ours.dims(), expected.dims(), "{what}: shape");
+    let diff = (ours - expected)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(diff <= TOL, "{what}: max abs difference {diff} > {TOL}");
+}
+
+fn vae_case(pth: &str, prefix: &str, channels: usize) {
+    let vae = Vae::new(vb(pth), channels).unwrap();
+    let (mean, log_std) = vae
+        .encode_dist(&npy(&format!("{prefix}_input_images")))
+        .unwrap();
+    assert_close(
+        &format!("{prefix} encoder mean"),
+        &mean,
+        &npy(&format!("{prefix}_encoder_mean")),
+    );
+    assert_close(
+        &format!("{prefix} encoder log-std"),
+        &log_std,
+        &npy(&format!("{prefix}_encoder_log_std")),
+    );
+    let rec = vae
+        .decode(&npy(&format!("{prefix}_input_latents")))
+        .unwrap();
+    assert_close(
+        &format!("{prefix} decoder"),
+        &rec,
+        &npy(&format!("{prefix}_decoder_output")),
+    );
+}
+
+#[test]
+fn vae_matches_pytorch() {
+    vae_case("vae.pth", "vae", 3);
+}
+
+#[test]
+fn frame_stacked_vae_matches_pytorch() {
+    vae_case("vae_stack3.pth", "vae_stack3", 9);
+}
+
+#[test]
+fn dynamics_members_match_pytorch() {
+    let dynamics = Dynamics::new(vb("dyn.pth")).unwrap();
+    let (z, a) = (npy("latents"), npy("actions"));
+    let (means, log_stds) = (npy("dyn_member_mean"), npy("dyn_member_log_std"));
+    for i in 0..MEMBERS {
+        let p = dynamics.member(i, &z, &a).unwrap();
+        assert_close(&format!("member {i} mean"), &p.mean, &means.get(i).unwrap());
+        assert_close(
+            &format!("member {i} log-std"),
+            &p.log_std,
+            &log_stds.get(i).unwrap(),
+        );
+    }
+    // the batched path gives the same numbers
+    let zs = z.unsqueeze(0).unwrap().repeat((MEMBERS, 1, 1)).unwrap();
+    let as_ = a.unsqueeze(0).unwrap().repeat((MEMBERS, 1, 1)).unwrap();
+    let all = dynamics.forward_all(&zs, &as_).unwrap();
+    assert_close("batched means", &all.mean, &means);
+    assert_close("batched log-stds", &all.log_std, &log_stds);
+    assert_close("delta mean", &dynamics.delta_mean, &npy("dyn_delta_mean"));
+    assert_close(
+        "delta std",
+        &dynamics.delta_std().unwrap(),
+        &npy("dyn_delta_std"),
+    );
+}
+
+#[test]
+fn value_ensemble_and_single_value_match_pytorch() {
+    let z = npy("latents");
+    let value = Value::new(vb("val.pth"), 5).unwrap();
+    let members = npy("val_members");
+    for i in 0..5 {
+        assert_close(
+            &format!("value member {i}"),
+            &value.online[i].forward(&z).unwrap(),
+            &members.get(i).unwrap(),
+        );
+    }
+    assert_close("value mean", &value.forward(&z).unwrap(), &npy("val_mean"));
+    let single = Value::new(vb("val_single.pth"), 1).unwrap();
+    assert_close(
+        "single value",
+        &single.forward(&z).unwrap(),
+        &npy("val_single"),
+    );
+}
+
+#[test]
+fn classifiers_match_pytorch() {
+    let z = npy("latents");
+    for (pth, out) in [
+        ("ss.pth", "ss_logits"),
+        ("constr.pth", "constr_logits"),
+        ("gi.pth", "gi_logits"),
+    ] {
+        let c = Classifier::new(vb(pth)).unwrap();
+        assert_close(out, &c.logits(&z).unwrap(), &npy(out));
+    }
+}
