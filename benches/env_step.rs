@@ -32,6 +32,11 @@ fn main() {
             m += 1;
         }
         let render_rate = m as f64 / start.elapsed().as_secs_f64();
-        println!("{:<12} {:>14.0} {:>14.0}", kind.name(), step_rate, render_rate);
+        println!(
+            "{:<12} {:>14.0} {:>14.0}",
+            kind.name(),
+            step_rate,
+            render_rate
+        );
     }
 }

@@ -13,11 +13,23 @@ fn ls3(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn collect(out: &Path, extra: &[&str]) -> Output {
-    let mut args = vec!["collect", "--env", "spb", "--out", out.to_str().unwrap(), "--episodes", "3"];
+    let mut args = vec![
+        "collect",
+        "--env",
+        "spb",
+        "--out",
+        out.to_str().unwrap(),
+        "--episodes",
+        "3",
+    ];
     args.extend_from_slice(extra);
     ls3(&args)
 }
@@ -28,26 +40,49 @@ fn collect_writes_every_navigation_set_and_prints_a_summary() {
     let o = collect(dir.path(), &[]);
     assert!(o.status.success(), "{}", text(&o));
     let out = text(&o);
-    assert!(out.contains("SimplePointBot ") && out.contains("SimplePointBotConstraints"), "{out}");
-    assert!(out.contains("success") && out.contains("violation") && out.contains("mean cost"), "{out}");
+    assert!(
+        out.contains("SimplePointBot ") && out.contains("SimplePointBotConstraints"),
+        "{out}"
+    );
+    assert!(
+        out.contains("success") && out.contains("violation") && out.contains("mean cost"),
+        "{out}"
+    );
 
     let task = read_set(&dir.path().join("navigation/SimplePointBot")).unwrap();
     assert_eq!(task.len(), 3);
-    assert!(task.iter().all(|e| e.len() == 100 && e.transitions.iter().all(|t| t.on_policy)));
+    assert!(
+        task.iter()
+            .all(|e| e.len() == 100 && e.transitions.iter().all(|t| t.on_policy))
+    );
     let cons = read_set(&dir.path().join("navigation/SimplePointBotConstraints")).unwrap();
     assert_eq!(cons.len(), 3);
-    assert!(cons.iter().all(|e| e.transitions.iter().all(|t| !t.on_policy)));
+    assert!(
+        cons.iter()
+            .all(|e| e.transitions.iter().all(|t| !t.on_policy))
+    );
 }
 
 #[test]
 fn collect_is_reproducible_from_the_seed() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    assert!(collect(a.path(), &["--seed", "5", "--threads", "1"]).status.success());
-    assert!(collect(b.path(), &["--seed", "5", "--threads", "2"]).status.success());
+    assert!(
+        collect(a.path(), &["--seed", "5", "--threads", "1"])
+            .status
+            .success()
+    );
+    assert!(
+        collect(b.path(), &["--seed", "5", "--threads", "2"])
+            .status
+            .success()
+    );
     for i in 0..3 {
         let ea = read_episode(&a.path().join("navigation/SimplePointBot"), i).unwrap();
         let eb = read_episode(&b.path().join("navigation/SimplePointBot"), i).unwrap();
-        assert_eq!(ea, eb, "episode {i} differs between runs with the same seed");
+        assert_eq!(
+            ea, eb,
+            "episode {i} differs between runs with the same seed"
+        );
     }
 }
 
@@ -60,8 +95,16 @@ fn collect_refuses_to_overwrite_without_force() {
 
     let o = collect(dir.path(), &["--seed", "6"]);
     assert!(!o.status.success());
-    assert!(text(&o).contains("already exists") && text(&o).contains("--force"), "{}", text(&o));
-    assert_eq!(std::fs::read(set.join("0.json")).unwrap(), before, "refused run changed data");
+    assert!(
+        text(&o).contains("already exists") && text(&o).contains("--force"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read(set.join("0.json")).unwrap(),
+        before,
+        "refused run changed data"
+    );
 
     let o = collect(dir.path(), &["--seed", "6", "--force"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -71,7 +114,10 @@ fn collect_refuses_to_overwrite_without_force() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with('.'))
         .collect();
-    assert!(leftovers.is_empty(), "temporary folders left behind: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "temporary folders left behind: {leftovers:?}"
+    );
 }
 
 #[test]
@@ -81,7 +127,15 @@ fn help_explains_the_commands() {
     assert!(text(&o).contains("collect"));
     let o = ls3(&["collect", "--help"]);
     let t = text(&o);
-    for needle in ["--env", "--out", "--seed", "--episodes", "--force", "SimplePointBot", "spb"] {
+    for needle in [
+        "--env",
+        "--out",
+        "--seed",
+        "--episodes",
+        "--force",
+        "SimplePointBot",
+        "spb",
+    ] {
         assert!(t.contains(needle), "collect --help lacks {needle}: {t}");
     }
 }
@@ -89,7 +143,13 @@ fn help_explains_the_commands() {
 #[test]
 fn unknown_environment_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let o = ls3(&["collect", "--env", "cartpole", "--out", dir.path().to_str().unwrap()]);
+    let o = ls3(&[
+        "collect",
+        "--env",
+        "cartpole",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
     assert!(text(&o).contains("navigation"), "{}", text(&o));
 }

@@ -324,19 +324,28 @@ mod tests {
             success += ep.success() as usize;
             violated += ep.violated() as usize;
         }
-        (success as f64 / episodes as f64, violated as f64 / episodes as f64)
+        (
+            success as f64 / episodes as f64,
+            violated as f64 / episodes as f64,
+        )
     }
 
     #[test]
     fn task_demos_reach_the_goal_safely() {
         let (success, violated) = demo_rates(0, 50);
         assert!(success >= 0.9, "task demo success {success}");
-        assert!(violated <= 0.1, "task demos violated in {violated} of episodes");
+        assert!(
+            violated <= 0.1,
+            "task demos violated in {violated} of episodes"
+        );
     }
 
     #[test]
     fn constraint_demos_mostly_enter_the_wall() {
         let (_, violated) = demo_rates(1, 50);
-        assert!(violated > 0.7, "constraint demos violated in only {violated} of episodes");
+        assert!(
+            violated > 0.7,
+            "constraint demos violated in only {violated} of episodes"
+        );
     }
 }
