@@ -143,3 +143,92 @@ fn classifiers_match_pytorch() {
         assert_close(out, &c.logits(&z).unwrap(), &npy(out));
     }
 }
+
+/// Copies the fixture checkpoints into a folder laid out like the original's checkpoint folder.
+fn original_folder(vae: &str, val: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (from, to) in [
+        (vae, "vae.pth"),
+        ("dyn.pth", "dyn.pth"),
+        (val, "val.pth"),
+        ("ss.pth", "ss.pth"),
+        ("constr.pth", "constr.pth"),
+        ("gi.pth", "gi.pth"),
+    ] {
+        std::fs::copy(fixtures().join(from), dir.path().join(to)).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn imported_agent_reproduces_pytorch_and_survives_a_save_load_cycle() {
+    use ls3::env::EnvKind;
+    use ls3::model::checkpoint::{import_torch, load, save};
+    let dir = original_folder("vae.pth", "val.pth");
+    let agent = import_torch(dir.path(), EnvKind::Navigation, &Device::Cpu).unwrap();
+    let z = npy("latents");
+    let check = |agent: &ls3::model::agent::Agent| {
+        let (mean, _) = agent.vae.encode_dist(&npy("vae_input_images")).unwrap();
+        assert_close("imported encoder mean", &mean, &npy("vae_encoder_mean"));
+        assert_close(
+            "imported value",
+            &agent.value.forward(&z).unwrap(),
+            &npy("val_mean"),
+        );
+        assert_close(
+            "imported safe set",
+            &agent.safe_set.online.logits(&z).unwrap(),
+            &npy("ss_logits"),
+        );
+        assert_close(
+            "safe-set target copied",
+            &agent.safe_set.target.logits(&z).unwrap(),
+            &npy("ss_logits"),
+        );
+        assert_close(
+            "imported constraint",
+            &agent.constraint.logits(&z).unwrap(),
+            &npy("constr_logits"),
+        );
+        assert_close(
+            "imported goal",
+            &agent.goal.logits(&z).unwrap(),
+            &npy("gi_logits"),
+        );
+    };
+    check(&agent);
+    let out = tempfile::tempdir().unwrap();
+    save(&agent, out.path(), serde_json::Value::Null).unwrap();
+    let (back, _) = load(out.path(), Some(EnvKind::Navigation), &Device::Cpu).unwrap();
+    check(&back);
+}
+
+#[test]
+fn import_detects_single_value_and_frame_stacked_vae() {
+    use ls3::env::EnvKind;
+    use ls3::model::checkpoint::import_torch;
+    let dir = original_folder("vae_stack3.pth", "val_single.pth");
+    let agent = import_torch(dir.path(), EnvKind::Reacher, &Device::Cpu).unwrap();
+    assert_eq!(agent.spec.value_members, 1);
+    assert_eq!(agent.vae.channels(), 9);
+    assert_close(
+        "single value",
+        &agent.value.forward(&npy("latents")).unwrap(),
+        &npy("val_single"),
+    );
+    // the 9-channel VAE does not fit a 3-channel environment: a clear error naming the file
+    let err = import_torch(dir.path(), EnvKind::Navigation, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("vae.pth") && err.contains("has shape [9]") && err.contains("expected [3]"),
+        "{err}"
+    );
+    std::fs::remove_file(dir.path().join("gi.pth")).unwrap();
+    let err = import_torch(dir.path(), EnvKind::Reacher, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("gi.pth") && err.contains("missing"), "{err}");
+}
