@@ -8,4 +8,5 @@ pub mod app;
 pub mod data;
 pub mod env;
 pub mod model;
+pub mod run;
 pub mod seed;
