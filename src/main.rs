@@ -22,7 +22,24 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Open the desktop app (the default when no subcommand is given).
-    App,
+    App {
+        /// Environment to open with (default: the one used last).
+        #[arg(long, value_enum)]
+        env: Option<EnvKind>,
+        /// Seed of every random stream.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Pace of play in environment steps per second (default: the one used last).
+        #[arg(long)]
+        speed: Option<f32>,
+        /// Play, capture the rendered window to this PNG after --after-steps steps, and close.
+        /// Stored settings are neither read nor written in this mode.
+        #[arg(long, value_name = "PNG")]
+        screenshot: Option<PathBuf>,
+        /// Steps to play before the screenshot.
+        #[arg(long, default_value_t = 260, requires = "screenshot")]
+        after_steps: u64,
+    },
     /// Run an environment's scripted demonstrators and write all its demo sets to disk.
     ///
     /// Writes <OUT>/<env>/<SetName>/ with, per trajectory, i.json (transitions without images),
@@ -67,7 +84,20 @@ fn main() -> std::process::ExitCode {
 
 fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
-        None | Some(Command::App) => ls3::app::run(),
+        None => ls3::app::run(ls3::app::AppOptions::default()),
+        Some(Command::App {
+            env,
+            seed,
+            speed,
+            screenshot,
+            after_steps,
+        }) => ls3::app::run(ls3::app::AppOptions {
+            env,
+            seed,
+            speed,
+            screenshot,
+            after_steps,
+        }),
         Some(Command::Collect {
             env,
             out,

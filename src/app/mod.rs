@@ -1,6 +1,72 @@
-//! The desktop app (being built).
+//! LS3 Studio, the desktop app: a thin egui front end over the library.
+//!
+//! One background [`worker`] owns the simulation and reports typed events; [`state::AppState`]
+//! collects them; the views (`episode_view`, `episode_list`, `top_bar`, …) are functions of that
+//! state that return `Command`s. The UI thread never simulates, renders observations or touches
+//! files.
 
-/// Opens the LS3 Studio window.
-pub fn run() -> anyhow::Result<()> {
-    anyhow::bail!("the app is not built yet")
+#[allow(clippy::module_inception)]
+pub mod app;
+mod episode_list;
+pub mod episode_view;
+mod error_bar;
+mod screenshot;
+mod shortcuts;
+pub mod state;
+mod top_bar;
+pub mod worker;
+
+use crate::env::EnvKind;
+use anyhow::{Result, anyhow};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// How the app starts (command-line overrides of the persisted settings).
+#[derive(Clone, Debug, Default)]
+pub struct AppOptions {
+    /// Environment to open with (default: the one used last).
+    pub env: Option<EnvKind>,
+    /// Seed of every random stream.
+    pub seed: u64,
+    /// Pace of play in steps per second (default: the one used last).
+    pub speed: Option<f32>,
+    /// Capture the window to this PNG after playing `after_steps` steps, then close.
+    pub screenshot: Option<PathBuf>,
+    pub after_steps: u64,
+}
+
+/// Opens the LS3 Studio window (wgpu renderer) and returns when it is closed.
+pub fn run(options: AppOptions) -> Result<()> {
+    let outcome: screenshot::Outcome = Arc::new(Mutex::new(None));
+    let job = options
+        .screenshot
+        .clone()
+        .map(|path| screenshot::ScreenshotJob::new(path, options.after_steps, outcome.clone()));
+    let capturing = job.is_some();
+    let native = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("LS3 Studio")
+            .with_app_id("ls3-studio")
+            .with_inner_size([1240.0, 800.0])
+            .with_min_inner_size([820.0, 560.0]),
+        renderer: eframe::Renderer::Wgpu,
+        persist_window: !capturing,
+        ..Default::default()
+    };
+    eframe::run_native(
+        "LS3 Studio",
+        native,
+        Box::new(move |cc| Ok(Box::new(app::StudioApp::new(cc, options, job)?))),
+    )
+    .map_err(|e| anyhow!("LS3 Studio could not run its window: {e}"))?;
+
+    if capturing {
+        let result = outcome.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match result {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(anyhow!("screenshot failed: {e}")),
+            None => return Err(anyhow!("the window closed before the screenshot was taken")),
+        }
+    }
+    Ok(())
 }

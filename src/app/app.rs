@@ -1,0 +1,191 @@
+//! The `eframe::App`: drains worker events into the [`AppState`] once per frame, lays out
+//! top bar → side panel → central episode view, and sends the commands they return.
+
+use super::episode_view::{EpisodeView, Selection};
+use super::screenshot::ScreenshotJob;
+use super::state::{AppState, DEFAULT_CAPACITY};
+use super::worker::{Command, Event, WorkerHandle, WorkerOptions};
+use super::{AppOptions, episode_list, error_bar, shortcuts, top_bar};
+use crate::env::EnvKind;
+use serde::{Deserialize, Serialize};
+
+/// What persists between launches (eframe storage). New fields need a default, so older saved
+/// settings still load.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub env: EnvKind,
+    /// Pace of play, environment steps per second.
+    pub speed: f32,
+    pub show_overlay: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            env: EnvKind::Navigation,
+            speed: 25.0,
+            show_overlay: true,
+        }
+    }
+}
+
+/// LS3 Studio's window.
+pub struct StudioApp {
+    settings: Settings,
+    state: AppState,
+    worker: WorkerHandle,
+    selection: Selection,
+    episode_view: EpisodeView,
+    dismissed_errors: u64,
+    /// Set in `--screenshot` mode, which also leaves the stored settings alone.
+    screenshot: Option<ScreenshotJob>,
+}
+
+impl StudioApp {
+    /// Restores the settings, applies the command-line overrides and starts the worker.
+    pub fn new(
+        cc: &eframe::CreationContext<'_>,
+        options: AppOptions,
+        screenshot: Option<ScreenshotJob>,
+    ) -> std::io::Result<Self> {
+        let stored = cc
+            .storage
+            .filter(|_| screenshot.is_none())
+            .and_then(|s| eframe::get_value::<Settings>(s, eframe::APP_KEY));
+        let mut settings = stored.unwrap_or_default();
+        settings.env = options.env.unwrap_or(settings.env);
+        settings.speed = options.speed.unwrap_or(settings.speed);
+
+        install_symbol_fallback(&cc.egui_ctx);
+        let ctx = cc.egui_ctx.clone();
+        let worker = WorkerHandle::spawn(
+            WorkerOptions {
+                kind: settings.env,
+                seed: options.seed,
+                steps_per_second: settings.speed,
+                ..WorkerOptions::default()
+            },
+            Box::new(move || ctx.request_repaint()),
+        )?;
+        if let Some(job) = &screenshot {
+            worker.send(Command::PlayFor(job.after_steps()));
+        }
+        Ok(Self {
+            state: AppState::new(settings.env, DEFAULT_CAPACITY),
+            settings,
+            worker,
+            selection: Selection::default(),
+            episode_view: EpisodeView::default(),
+            dismissed_errors: 0,
+            screenshot,
+        })
+    }
+
+    fn drain_events(&mut self) {
+        while let Some(event) = self.worker.try_recv() {
+            if let Event::Restarted { kind, .. } = event {
+                self.settings.env = kind;
+            }
+            self.state.apply(event);
+        }
+    }
+}
+
+/// Symbols the views use; they must all have a glyph (see the test below).
+pub const SYMBOLS: &str = "▶‖⇥↺●√×▲…·–";
+
+/// egui's proportional font lacks the geometric symbols of the controls (▶ ● ↺ ⇥ …); Hack, its
+/// bundled monospace font, has them, so it becomes the proportional family's last fallback.
+pub fn install_symbol_fallback(ctx: &egui::Context) {
+    let mut fonts = egui::FontDefinitions::default();
+    if let Some(family) = fonts.families.get_mut(&egui::FontFamily::Proportional) {
+        family.push("Hack".to_owned());
+    }
+    ctx.set_fonts(fonts);
+}
+
+impl eframe::App for StudioApp {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.drain_events();
+        if let Some(job) = &mut self.screenshot {
+            job.poll(ctx, &self.state);
+        }
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let mut commands = shortcuts::handle(ui.ctx(), &self.state, &mut self.selection);
+        egui::Panel::top("top_bar").show(ui, |ui| {
+            commands.extend(top_bar::ui(ui, &self.state, &mut self.settings));
+        });
+        if error_bar::pending(&self.state, self.dismissed_errors) {
+            egui::Panel::bottom("errors").show(ui, |ui| {
+                error_bar::ui(ui, &self.state, &mut self.dismissed_errors);
+            });
+        }
+        egui::Panel::left("episodes")
+            .default_size(290.0)
+            .show(ui, |ui| {
+                episode_list::ui(ui, &self.state, &mut self.selection)
+            });
+        egui::CentralPanel::default().show(ui, |ui| {
+            self.episode_view.ui(
+                ui,
+                &self.state,
+                &mut self.selection,
+                &mut self.settings.show_overlay,
+            );
+        });
+        for command in commands {
+            self.worker.send(command);
+        }
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        if self.screenshot.is_none() {
+            eframe::set_value(storage, eframe::APP_KEY, &self.settings);
+        }
+    }
+
+    fn persist_egui_memory(&self) -> bool {
+        self.screenshot.is_none()
+    }
+
+    fn on_exit(&mut self) {
+        self.worker.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_symbol_the_views_use_has_a_glyph() {
+        let ctx = egui::Context::default();
+        install_symbol_fallback(&ctx);
+        ctx.run_ui(egui::RawInput::default(), |_| {})
+            .textures_delta
+            .clear();
+        for font in [
+            egui::FontId::proportional(14.0),
+            egui::FontId::monospace(14.0),
+        ] {
+            for c in SYMBOLS.chars() {
+                assert!(
+                    ctx.fonts_mut(|f| f.has_glyph(&font, c)),
+                    "{c:?} missing in {font:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn settings_load_from_older_or_partial_storage() {
+        let s: Settings = serde_json::from_str(r#"{"env":"push"}"#).expect("partial settings");
+        assert_eq!(s.env, EnvKind::Push);
+        assert_eq!(s.speed, Settings::default().speed);
+        let s: Settings = serde_json::from_str("{}").expect("empty settings");
+        assert_eq!(s, Settings::default());
+    }
+}

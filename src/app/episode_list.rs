@@ -1,0 +1,131 @@
+//! The side panel: summary of the demonstrator's episodes so far and the list to pick one to
+//! replay.
+
+use super::episode_view::{GOAL, HAZARD, Selection, VIOLATION};
+use super::state::{AppState, EpisodeRecord};
+use egui::{Color32, RichText, Ui};
+
+/// Draws the summary and the episode list; clicking an entry edits `selection`.
+pub fn ui(ui: &mut Ui, state: &AppState, selection: &mut Selection) {
+    ui.add_space(4.0);
+    ui.heading("Task demonstrator");
+    let demonstrator = state.kind.demo_sets().first().map_or("–", |set| set.name);
+    ui.label(
+        RichText::new(format!(
+            "{} · {demonstrator} · seed {}",
+            state.kind, state.seed
+        ))
+        .weak(),
+    );
+    ui.add_space(6.0);
+    summary(ui, state);
+    ui.separator();
+    ui.horizontal(|ui| {
+        ui.strong("Episodes");
+        ui.label(
+            RichText::new(format!("(last {} kept)", state.capacity))
+                .weak()
+                .small(),
+        );
+    });
+    ui.label(
+        RichText::new("Click one to replay it; Esc follows live.")
+            .weak()
+            .small(),
+    );
+    ui.add_space(4.0);
+    list(ui, state, selection);
+}
+
+fn summary(ui: &mut Ui, state: &AppState) {
+    let t = &state.totals;
+    let percent = |x: Option<f64>| x.map_or("–".to_string(), |x| format!("{:.0} %", 100.0 * x));
+    egui::Grid::new("summary")
+        .num_columns(2)
+        .spacing([24.0, 4.0])
+        .show(ui, |ui| {
+            ui.label("episodes");
+            ui.monospace(t.episodes.to_string());
+            ui.end_row();
+            ui.label("success");
+            ui.monospace(percent(t.success_rate()))
+                .on_hover_text("Episodes that reached the goal at least once");
+            ui.end_row();
+            ui.label("violations");
+            ui.monospace(percent(t.violation_rate()))
+                .on_hover_text("Episodes that violated the constraint at least once");
+            ui.end_row();
+            ui.label("mean cost");
+            ui.monospace(t.mean_cost().map_or("–".into(), |c| format!("{c:.1}")))
+                .on_hover_text("Mean number of steps spent outside the goal");
+            ui.end_row();
+        });
+}
+
+fn list(ui: &mut Ui, state: &AppState, selection: &mut Selection) {
+    egui::ScrollArea::vertical()
+        .auto_shrink([false, false])
+        .show(ui, |ui| {
+            if let Some(live) = &state.live {
+                let text = RichText::new(format!(
+                    "● live   #{:<4} step {}/{}",
+                    live.episode,
+                    live.len(),
+                    live.horizon
+                ))
+                .monospace()
+                .color(GOAL);
+                if ui
+                    .selectable_label(selection.episode.is_none(), text)
+                    .on_hover_text("Follow the live episode (Esc)")
+                    .clicked()
+                {
+                    selection.follow_live();
+                }
+            }
+            for episode in state.newest_first() {
+                let selected = selection.episode == Some(episode.uid);
+                if ui
+                    .selectable_label(selected, entry(episode))
+                    .on_hover_text("Replay this episode (← / → to scrub)")
+                    .clicked()
+                {
+                    selection.replay(episode.uid);
+                }
+            }
+            if state.finished.is_empty() {
+                ui.label(RichText::new("No finished episode yet — press Play.").weak());
+            }
+        });
+}
+
+fn entry(episode: &EpisodeRecord) -> egui::text::LayoutJob {
+    let mut job = egui::text::LayoutJob::default();
+    let font = egui::TextStyle::Monospace.resolve(&egui::Style::default());
+    let mut add = |text: &str, color: Color32| {
+        job.append(
+            text,
+            0.0,
+            egui::TextFormat {
+                font_id: font.clone(),
+                color,
+                ..Default::default()
+            },
+        );
+    };
+    let plain = Color32::from_gray(200);
+    add(&format!("  #{:<4}", episode.episode), plain);
+    if let Some(outcome) = &episode.outcome {
+        if outcome.success {
+            add(" √ goal ", GOAL);
+        } else {
+            add(" × miss ", HAZARD);
+        }
+        add(&format!(" cost {:>3.0}", outcome.cost), plain);
+        if outcome.violated {
+            let n = episode.violations_until(episode.len());
+            add(&format!("  ▲ {n}"), VIOLATION);
+        }
+    }
+    job
+}

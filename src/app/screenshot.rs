@@ -1,0 +1,125 @@
+//! `--screenshot` mode: play a given number of steps, let the layout settle, capture the real
+//! rendered window (`ViewportCommand::Screenshot`), write it as PNG on a helper thread, close.
+
+use super::state::AppState;
+use super::worker::WorkerState;
+use anyhow::{Context as _, Result};
+use crossbeam_channel::{Receiver, Sender};
+use egui::{ColorImage, ScreenshotCallback, ViewportCommand};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Frames drawn after the last step before capturing, so sizes measured in one frame are used.
+const SETTLE_FRAMES: u32 = 6;
+/// Give up when the capture has not happened by then.
+const TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Where the outcome of the capture is reported to [`super::run`].
+pub type Outcome = Arc<Mutex<Option<Result<(), String>>>>;
+
+enum Phase {
+    Playing,
+    Settling(u32),
+    Capturing,
+    Done,
+}
+
+/// One requested capture.
+pub struct ScreenshotJob {
+    path: PathBuf,
+    after_steps: u64,
+    phase: Phase,
+    started: Instant,
+    saved_tx: Sender<Result<(), String>>,
+    saved_rx: Receiver<Result<(), String>>,
+    outcome: Outcome,
+}
+
+impl ScreenshotJob {
+    /// Capture to `path` once `after_steps` steps have been shown.
+    pub fn new(path: PathBuf, after_steps: u64, outcome: Outcome) -> Self {
+        let (saved_tx, saved_rx) = crossbeam_channel::bounded(1);
+        Self {
+            path,
+            after_steps,
+            phase: Phase::Playing,
+            started: Instant::now(),
+            saved_tx,
+            saved_rx,
+            outcome,
+        }
+    }
+
+    /// Steps to play before the capture.
+    pub fn after_steps(&self) -> u64 {
+        self.after_steps
+    }
+
+    /// Advances the job by one frame.
+    pub fn poll(&mut self, ctx: &egui::Context, state: &AppState) {
+        if !matches!(self.phase, Phase::Done) && self.started.elapsed() > TIMEOUT {
+            self.finish(ctx, Err(format!("no screenshot after {TIMEOUT:?}")));
+            return;
+        }
+        match self.phase {
+            Phase::Playing => {
+                let reached = state.total_steps >= self.after_steps || state.error_count > 0;
+                if reached && state.worker == WorkerState::Paused && state.live.is_some() {
+                    self.phase = Phase::Settling(SETTLE_FRAMES);
+                }
+                ctx.request_repaint();
+            }
+            Phase::Settling(0) => {
+                let (tx, path, repaint) = (self.saved_tx.clone(), self.path.clone(), ctx.clone());
+                ctx.send_viewport_cmd(ViewportCommand::Screenshot(ScreenshotCallback::new(
+                    move |image| {
+                        // Encoding and writing happen off the UI thread.
+                        std::thread::spawn(move || {
+                            let _ = tx.send(save_png(&path, &image).map_err(|e| format!("{e:#}")));
+                            repaint.request_repaint();
+                        });
+                    },
+                )));
+                self.phase = Phase::Capturing;
+            }
+            Phase::Settling(n) => {
+                self.phase = Phase::Settling(n - 1);
+                ctx.request_repaint();
+            }
+            Phase::Capturing => {
+                if let Ok(saved) = self.saved_rx.try_recv() {
+                    self.finish(ctx, saved);
+                } else {
+                    ctx.request_repaint_after(Duration::from_millis(50));
+                }
+            }
+            Phase::Done => {}
+        }
+    }
+
+    fn finish(&mut self, ctx: &egui::Context, outcome: Result<(), String>) {
+        *self.outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
+        self.phase = Phase::Done;
+        ctx.send_viewport_cmd(ViewportCommand::Close);
+    }
+}
+
+fn save_png(path: &Path, image: &ColorImage) -> Result<()> {
+    let [w, h] = image.size;
+    let bytes: Vec<u8> = image
+        .pixels
+        .iter()
+        .flat_map(|c| {
+            let [r, g, b, _] = c.to_srgba_unmultiplied();
+            [r, g, b, 255]
+        })
+        .collect();
+    let rgba = image::RgbaImage::from_raw(w as u32, h as u32, bytes)
+        .context("screenshot buffer has the wrong size")?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    rgba.save_with_format(path, image::ImageFormat::Png)
+        .with_context(|| format!("writing {}", path.display()))
+}

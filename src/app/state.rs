@@ -1,0 +1,381 @@
+//! What the app knows, filled only by worker [`Event`]s; the views read it and never change it.
+
+use super::worker::{EpisodeEnd, EpisodeStart, Event, StepEvent, WorkerState};
+use crate::env::{EnvKind, Frame, Overlay};
+use std::collections::VecDeque;
+
+/// Finished episodes kept with all their frames (a push episode is about 1.8 MB).
+pub const DEFAULT_CAPACITY: usize = 50;
+/// Error messages kept for display.
+const MAX_ERRORS: usize = 20;
+
+/// One environment step as stored for replay.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepRecord {
+    pub action: [f32; 2],
+    pub reward: f32,
+    pub constraint: bool,
+}
+
+/// An episode, live or finished. Index `i` of `frames`, `markers` and `states` is the situation
+/// after `i` steps (0 = the start); `steps[i - 1]` is the step that led there.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpisodeRecord {
+    /// Unique within this app run (episode numbers restart with the stream; this never does).
+    pub uid: u64,
+    /// Episode number within its stream.
+    pub episode: u64,
+    pub kind: EnvKind,
+    pub demonstrator: &'static str,
+    /// Planned number of steps.
+    pub horizon: usize,
+    pub overlay: Overlay,
+    pub frames: Vec<Frame>,
+    pub markers: Vec<[f32; 2]>,
+    pub states: Vec<Vec<f64>>,
+    pub steps: Vec<StepRecord>,
+    /// Set when the episode has ended.
+    pub outcome: Option<EpisodeEnd>,
+}
+
+impl EpisodeRecord {
+    fn new(uid: u64, start: EpisodeStart) -> Self {
+        let mut frames = Vec::with_capacity(start.steps + 1);
+        frames.push(start.frame);
+        Self {
+            uid,
+            episode: start.episode,
+            kind: start.kind,
+            demonstrator: start.demonstrator,
+            horizon: start.steps,
+            overlay: start.overlay,
+            frames,
+            markers: vec![start.marker],
+            states: vec![start.state],
+            steps: Vec::with_capacity(start.steps),
+            outcome: None,
+        }
+    }
+
+    fn push(&mut self, step: StepEvent) {
+        self.frames.push(step.frame);
+        self.markers.push(step.marker);
+        self.states.push(step.state);
+        self.steps.push(StepRecord {
+            action: step.action,
+            reward: step.reward,
+            constraint: step.constraint,
+        });
+    }
+
+    /// Steps taken so far.
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// No step taken yet.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// The step that led to position `i` (none at the start).
+    pub fn step_at(&self, i: usize) -> Option<&StepRecord> {
+        i.checked_sub(1).and_then(|j| self.steps.get(j))
+    }
+
+    /// Cost (steps outside the goal) accumulated up to position `i`.
+    pub fn cost_until(&self, i: usize) -> f32 {
+        -self.steps.iter().take(i).map(|s| s.reward).sum::<f32>()
+    }
+
+    /// Constraint violations up to position `i`.
+    pub fn violations_until(&self, i: usize) -> usize {
+        self.steps.iter().take(i).filter(|s| s.constraint).count()
+    }
+}
+
+/// Running totals over every finished episode of the current stream (also the evicted ones).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Totals {
+    pub episodes: usize,
+    pub successes: usize,
+    pub violations: usize,
+    pub cost: f64,
+}
+
+impl Totals {
+    fn add(&mut self, end: &EpisodeEnd) {
+        self.episodes += 1;
+        self.successes += end.success as usize;
+        self.violations += end.violated as usize;
+        self.cost += end.cost as f64;
+    }
+
+    /// Fraction of episodes that reached the goal.
+    pub fn success_rate(&self) -> Option<f64> {
+        (self.episodes > 0).then(|| self.successes as f64 / self.episodes as f64)
+    }
+
+    /// Fraction of episodes with at least one violation.
+    pub fn violation_rate(&self) -> Option<f64> {
+        (self.episodes > 0).then(|| self.violations as f64 / self.episodes as f64)
+    }
+
+    /// Mean episode cost.
+    pub fn mean_cost(&self) -> Option<f64> {
+        (self.episodes > 0).then(|| self.cost / self.episodes as f64)
+    }
+}
+
+/// Everything the views show.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The environment of the current stream.
+    pub kind: EnvKind,
+    pub seed: u64,
+    pub worker: WorkerState,
+    /// The episode being played (or waiting at its start while paused).
+    pub live: Option<EpisodeRecord>,
+    /// Finished episodes, oldest first, at most `capacity`.
+    pub finished: VecDeque<EpisodeRecord>,
+    pub capacity: usize,
+    pub totals: Totals,
+    /// Steps received since the app started (all streams).
+    pub total_steps: u64,
+    /// Recent worker errors, oldest first.
+    pub errors: VecDeque<String>,
+    /// Errors received since the app started (also those no longer kept).
+    pub error_count: u64,
+    next_uid: u64,
+}
+
+impl Default for AppState {
+    fn default() -> Self {
+        Self::new(EnvKind::Navigation, DEFAULT_CAPACITY)
+    }
+}
+
+impl AppState {
+    /// An empty state that keeps at most `capacity` finished episodes.
+    pub fn new(kind: EnvKind, capacity: usize) -> Self {
+        Self {
+            kind,
+            seed: 0,
+            worker: WorkerState::Paused,
+            live: None,
+            finished: VecDeque::with_capacity(capacity),
+            capacity: capacity.max(1),
+            totals: Totals::default(),
+            total_steps: 0,
+            errors: VecDeque::new(),
+            error_count: 0,
+            next_uid: 0,
+        }
+    }
+
+    /// Folds one worker event into the state.
+    pub fn apply(&mut self, event: Event) {
+        match event {
+            Event::Restarted { kind, seed } => {
+                self.kind = kind;
+                self.seed = seed;
+                self.live = None;
+                self.finished.clear();
+                self.totals = Totals::default();
+            }
+            Event::EpisodeStarted(start) => {
+                self.live = Some(EpisodeRecord::new(self.next_uid, start));
+                self.next_uid += 1;
+            }
+            Event::Step(step) => {
+                if let Some(live) = self.live.as_mut().filter(|l| l.episode == step.episode) {
+                    live.push(step);
+                    self.total_steps += 1;
+                }
+            }
+            Event::EpisodeFinished(end) => {
+                let Some(mut live) = self.live.take_if(|l| l.episode == end.episode) else {
+                    return;
+                };
+                self.totals.add(&end);
+                live.outcome = Some(end);
+                if self.finished.len() == self.capacity {
+                    self.finished.pop_front();
+                }
+                self.finished.push_back(live);
+            }
+            Event::State(state) => self.worker = state,
+            Event::Error(message) => {
+                if self.errors.len() == MAX_ERRORS {
+                    self.errors.pop_front();
+                }
+                self.errors.push_back(message);
+                self.error_count += 1;
+            }
+        }
+    }
+
+    /// The episode with this uid, live or finished.
+    pub fn episode(&self, uid: u64) -> Option<&EpisodeRecord> {
+        self.live
+            .iter()
+            .chain(self.finished.iter())
+            .find(|e| e.uid == uid)
+    }
+
+    /// Finished episodes, newest first.
+    pub fn newest_first(&self) -> impl Iterator<Item = &EpisodeRecord> {
+        self.finished.iter().rev()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::OverlayShape;
+
+    fn start(episode: u64, steps: usize) -> Event {
+        Event::EpisodeStarted(EpisodeStart {
+            episode,
+            kind: EnvKind::Navigation,
+            demonstrator: "SimplePointBot",
+            steps,
+            overlay: Overlay {
+                hazards: vec![OverlayShape::Rect {
+                    min: [1.0, 1.0],
+                    max: [2.0, 2.0],
+                }],
+                goals: vec![],
+            },
+            frame: Frame::black(),
+            state: vec![0.0, 0.0],
+            marker: [0.0, 0.0],
+        })
+    }
+
+    fn step(episode: u64, t: usize, reward: f32, constraint: bool) -> Event {
+        Event::Step(StepEvent {
+            episode,
+            t,
+            action: [0.5, -0.5],
+            frame: Frame::black(),
+            state: vec![t as f64, 0.0],
+            marker: [t as f32, 1.0],
+            reward,
+            constraint,
+        })
+    }
+
+    fn finish(episode: u64, steps: usize, cost: f32, success: bool, violated: bool) -> Event {
+        Event::EpisodeFinished(EpisodeEnd {
+            episode,
+            steps,
+            cost,
+            success,
+            violated,
+        })
+    }
+
+    /// A whole episode of three steps: outside, violation, goal.
+    fn episode(i: u64) -> Vec<Event> {
+        vec![
+            start(i, 3),
+            step(i, 1, -1.0, false),
+            step(i, 2, -1.0, true),
+            step(i, 3, 0.0, false),
+            finish(i, 3, 2.0, true, true),
+        ]
+    }
+
+    #[test]
+    fn events_build_episode_records_with_frames_markers_and_flags() {
+        let mut state = AppState::default();
+        state.apply(Event::Restarted {
+            kind: EnvKind::Navigation,
+            seed: 9,
+        });
+        state.apply(Event::State(WorkerState::Playing));
+        for e in episode(0) {
+            state.apply(e);
+        }
+        state.apply(start(1, 3));
+        state.apply(step(1, 1, -1.0, false));
+
+        assert_eq!(state.worker, WorkerState::Playing);
+        assert_eq!(state.seed, 9);
+        assert_eq!(state.total_steps, 4);
+        assert_eq!(state.finished.len(), 1);
+        let done = &state.finished[0];
+        assert_eq!(done.frames.len(), 4);
+        assert_eq!(
+            done.markers,
+            vec![[0.0, 0.0], [1.0, 1.0], [2.0, 1.0], [3.0, 1.0]]
+        );
+        let flags: Vec<bool> = done.steps.iter().map(|s| s.constraint).collect();
+        assert_eq!(flags, [false, true, false]);
+        assert_eq!(done.cost_until(2), 2.0);
+        assert_eq!(done.violations_until(1), 0);
+        assert_eq!(done.violations_until(3), 1);
+        assert!(done.step_at(0).is_none());
+        assert_eq!(done.step_at(3).map(|s| s.reward), Some(0.0));
+        assert!(
+            done.outcome
+                .as_ref()
+                .is_some_and(|o| o.success && o.violated)
+        );
+
+        let live = state.live.as_ref().expect("live episode");
+        assert_eq!((live.episode, live.len()), (1, 1));
+        assert_ne!(live.uid, done.uid);
+        assert_eq!(state.episode(live.uid).map(|e| e.episode), Some(1));
+        assert_eq!(state.totals.success_rate(), Some(1.0));
+        assert_eq!(state.totals.mean_cost(), Some(2.0));
+    }
+
+    #[test]
+    fn finished_episodes_are_bounded_but_totals_count_all() {
+        let mut state = AppState::new(EnvKind::Navigation, 5);
+        for i in 0..12 {
+            for e in episode(i) {
+                state.apply(e);
+            }
+        }
+        assert_eq!(state.finished.len(), 5);
+        let kept: Vec<u64> = state.newest_first().map(|e| e.episode).collect();
+        assert_eq!(kept, [11, 10, 9, 8, 7]);
+        assert_eq!(state.totals.episodes, 12);
+        assert_eq!(state.totals.violation_rate(), Some(1.0));
+        for i in 0..30 {
+            state.apply(Event::Error(format!("error {i}")));
+        }
+        assert_eq!(state.errors.len(), MAX_ERRORS);
+        assert_eq!(state.errors.back().map(String::as_str), Some("error 29"));
+        assert_eq!(state.error_count, 30);
+    }
+
+    #[test]
+    fn stale_events_of_another_episode_are_ignored() {
+        let mut state = AppState::default();
+        state.apply(start(4, 3));
+        state.apply(step(3, 1, -1.0, false));
+        state.apply(finish(3, 3, 3.0, false, false));
+        assert_eq!(state.live.as_ref().map(EpisodeRecord::len), Some(0));
+        assert!(state.finished.is_empty());
+        assert_eq!(state.total_steps, 0);
+    }
+
+    #[test]
+    fn restart_forgets_the_previous_stream() {
+        let mut state = AppState::default();
+        for e in episode(0) {
+            state.apply(e);
+        }
+        state.apply(Event::Restarted {
+            kind: EnvKind::Push,
+            seed: 1,
+        });
+        assert_eq!(state.kind, EnvKind::Push);
+        assert!(state.finished.is_empty() && state.live.is_none());
+        assert_eq!(state.totals, Totals::default());
+    }
+}

@@ -1,0 +1,98 @@
+//! The top bar: environment, Play / Pause / Step / Reset, pace, and what the worker is doing.
+//! It edits the persisted settings and returns the commands for the worker.
+
+use super::app::Settings;
+use super::state::AppState;
+use super::worker::{Command, WorkerState};
+use crate::env::EnvKind;
+use egui::{RichText, Ui};
+
+/// Draws the bar; returns the commands the person asked for.
+pub fn ui(ui: &mut Ui, state: &AppState, settings: &mut Settings) -> Vec<Command> {
+    let mut commands = Vec::new();
+    ui.horizontal(|ui| {
+        ui.add_space(2.0);
+        ui.label(RichText::new("LS3 Studio").heading().strong());
+        ui.separator();
+
+        ui.label("Environment");
+        let before = settings.env;
+        egui::ComboBox::from_id_salt("environment")
+            .selected_text(settings.env.name())
+            .show_ui(ui, |ui| {
+                for kind in EnvKind::ALL {
+                    ui.selectable_value(&mut settings.env, kind, kind.name());
+                }
+            })
+            .response
+            .on_hover_text("Which task to show; switching restarts at episode 0");
+        if settings.env != before {
+            commands.push(Command::SetEnv(settings.env));
+        }
+        ui.separator();
+
+        let playing = state.worker == WorkerState::Playing;
+        let (label, command) = if playing {
+            ("‖ Pause", Command::Pause)
+        } else {
+            ("▶ Play", Command::Play)
+        };
+        if ui
+            .add(egui::Button::new(label).min_size(egui::vec2(78.0, 0.0)))
+            .on_hover_text("Play / pause the task demonstrator (Space)")
+            .clicked()
+        {
+            commands.push(command);
+        }
+        if ui
+            .add_enabled(!playing, egui::Button::new("⇥ Step"))
+            .on_hover_text("One environment step while paused (S or →)")
+            .on_disabled_hover_text("Pause first (Space) to step one environment step at a time")
+            .clicked()
+        {
+            commands.push(Command::Step);
+        }
+        if ui
+            .button("↺ Reset")
+            .on_hover_text("Restart this environment's demonstrations from episode 0 (paused)")
+            .clicked()
+        {
+            commands.push(Command::Reset);
+        }
+        ui.separator();
+
+        let response = ui
+            .add(
+                egui::Slider::new(&mut settings.speed, 1.0..=500.0)
+                    .logarithmic(true)
+                    .integer()
+                    .suffix(" steps/s"),
+            )
+            .on_hover_text("Pace of play");
+        if response.changed() {
+            commands.push(Command::SetSpeed(settings.speed));
+        }
+
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            ui.label(status(state));
+        });
+    });
+    commands
+}
+
+fn status(state: &AppState) -> RichText {
+    let progress = state.live.as_ref().map_or(String::new(), |live| {
+        format!(
+            " · episode {} · step {}/{}",
+            live.episode,
+            live.len(),
+            live.horizon
+        )
+    });
+    match state.worker {
+        WorkerState::Playing => {
+            RichText::new(format!("● playing{progress}")).color(super::episode_view::GOAL)
+        }
+        WorkerState::Paused => RichText::new(format!("‖ paused{progress}")).weak(),
+    }
+}
