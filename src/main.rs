@@ -6,7 +6,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use ls3::data::collect::{CollectOptions, CollectProgress, collect};
 use ls3::env::EnvKind;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// LS3 Studio: safe model-based reinforcement learning from pixels (Latent Space Safe Sets).
@@ -69,6 +69,26 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         threads: usize,
     },
+    /// Convert the original implementation's PyTorch checkpoints into an LS3 Studio checkpoint.
+    ///
+    /// Reads vae.pth, dyn.pth, val.pth, ss.pth, constr.pth and gi.pth (state dicts saved with
+    /// torch.save) from --from, checks every tensor's name and shape against our modules, and
+    /// writes <OUT>/{vae,dyn,val,ss,constr,gi}.safetensors plus agent.json. A single-net val.pth
+    /// becomes a single value net; missing target nets are copied from their online nets.
+    ImportTorch {
+        /// Folder with the original's .pth files.
+        #[arg(long)]
+        from: PathBuf,
+        /// Checkpoint folder to write (must not exist unless --force).
+        #[arg(long)]
+        out: PathBuf,
+        /// Environment the agent was trained on (decides the VAE's input channels).
+        #[arg(long, value_enum)]
+        env: EnvKind,
+        /// Replace an existing checkpoint folder.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -116,7 +136,39 @@ fn dispatch(cli: Cli) -> Result<()> {
             };
             run_collect(&opts)
         }
+        Some(Command::ImportTorch {
+            from,
+            out,
+            env,
+            force,
+        }) => import_torch(&from, &out, env, force),
     }
+}
+
+fn import_torch(from: &Path, out: &Path, env: EnvKind, force: bool) -> Result<()> {
+    if out.exists() && !force {
+        anyhow::bail!(
+            "{} already exists; pass --force to replace it",
+            out.display()
+        );
+    }
+    let device = ls3::model::default_device();
+    let agent = ls3::model::checkpoint::import_torch(from, env, &device)?;
+    let origin = serde_json::json!({ "imported_from": from.display().to_string() });
+    ls3::model::checkpoint::save(&agent, out, origin)?;
+    println!(
+        "imported {} agent ({} value net{}) from {} into {}",
+        env,
+        agent.spec.value_members,
+        if agent.spec.value_members == 1 {
+            ""
+        } else {
+            "s"
+        },
+        from.display(),
+        out.display()
+    );
+    Ok(())
 }
 
 fn run_collect(opts: &CollectOptions) -> Result<()> {

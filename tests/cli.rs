@@ -1,4 +1,4 @@
-//! End-to-end tests of `ls3 collect`: the real binary on temporary folders.
+//! End-to-end tests of the `ls3` command line: the real binary on temporary folders.
 
 use ls3::data::dataset::{read_episode, read_set};
 use std::path::Path;
@@ -152,4 +152,57 @@ fn unknown_environment_is_a_clear_error() {
     ]);
     assert!(!o.status.success());
     assert!(text(&o).contains("navigation"), "{}", text(&o));
+}
+
+#[test]
+fn import_torch_writes_a_checkpoint_and_refuses_to_overwrite() {
+    let fixtures = std::env::var_os("LS3_TORCH_FIXTURES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/torch_reference")
+        });
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("agent");
+    let args = [
+        "import-torch",
+        "--from",
+        fixtures.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--env",
+        "navigation",
+    ];
+    let o = ls3(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    for f in [
+        "agent.json",
+        "vae.safetensors",
+        "dyn.safetensors",
+        "val.safetensors",
+        "ss.safetensors",
+        "constr.safetensors",
+        "gi.safetensors",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let o = ls3(&args);
+    assert!(
+        !o.status.success() && text(&o).contains("already exists"),
+        "{}",
+        text(&o)
+    );
+    let o = ls3(&[
+        "import-torch",
+        "--from",
+        dir.path().to_str().unwrap(),
+        "--out",
+        dir.path().join("x").to_str().unwrap(),
+        "--env",
+        "navigation",
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("vae.pth"),
+        "{}",
+        text(&o)
+    );
 }
