@@ -5,8 +5,10 @@
 //! and the desktop app ([`app`]) are thin front ends over this library.
 
 pub mod app;
+pub mod config;
 pub mod data;
 pub mod env;
 pub mod model;
 pub mod run;
 pub mod seed;
+pub mod train;

@@ -1,6 +1,10 @@
-//! Data: episodes and their labels, `.npy` arrays, on-disk demo sets, and demo collection.
+//! Data: episodes and their labels, `.npy` arrays, on-disk demo sets, demo collection, image
+//! augmentation, and the latent replay buffer the latent modules train from.
 
+pub mod augment;
 pub mod collect;
 pub mod dataset;
 pub mod episode;
+pub mod images;
 pub mod npy;
+pub mod replay;

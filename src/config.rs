@@ -1,0 +1,520 @@
+//! Every training hyperparameter of LS3 (LS3_SPEC §3, §5) in one serde tree.
+//!
+//! Presets are values of [`Config`]: [`Config::paper`] holds the published numbers and
+//! [`Config::quick`] a CPU budget that trains a usable navigation agent in minutes. Every struct
+//! is `#[serde(default)]`, so a saved configuration that lacks newer fields still loads (missing
+//! fields take the paper's navigation values).
+
+use crate::env::EnvKind;
+use crate::model::agent::{AgentSpec, ModuleKind};
+use crate::model::dynamics::MEMBERS;
+use serde::{Deserialize, Serialize};
+
+/// The named starting points of a configuration; `quick` is the default, what a newcomer should
+/// run first.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// The published hyperparameters (hours of training on a GPU).
+    Paper,
+    /// A small CPU budget: a usable navigation agent in minutes on two cores.
+    #[default]
+    Quick,
+}
+
+impl Preset {
+    /// Lower-case name, as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Paper => "paper",
+            Preset::Quick => "quick",
+        }
+    }
+}
+
+impl std::fmt::Display for Preset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The whole training configuration of one run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// The task these numbers are for (the per-environment values below depend on it).
+    pub env: EnvKind,
+    pub vae: VaeConfig,
+    pub dynamics: DynamicsConfig,
+    pub safe_set: SafeSetConfig,
+    pub value: ValueConfig,
+    pub constraint: ClassifierConfig,
+    pub goal: ClassifierConfig,
+    pub online: OnlineConfig,
+    pub replay: ReplayConfig,
+    /// Planner settings (LS3_SPEC §4) — the place reserved for the planner's issue.
+    pub planner: PlannerConfig,
+}
+
+/// The VAE (LS3_SPEC §3): trained once on demo images, then frozen.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VaeConfig {
+    pub lr: f64,
+    pub batch: usize,
+    /// Training iterations on the demo images (the VAE is not updated online).
+    pub iterations: usize,
+    /// Weight of the KL term added to the reconstruction MSE.
+    pub kl_weight: f64,
+    /// Random resized crops of the encoder's input (the decoder still reconstructs the original).
+    pub augment: bool,
+    /// Fraction of the image area a crop keeps, `[min, max]`.
+    pub crop_scale: [f32; 2],
+}
+
+/// The dynamics ensemble.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DynamicsConfig {
+    pub lr: f64,
+    /// Transitions per member per iteration (each member draws its own batch).
+    pub batch: usize,
+    /// Ensemble size; the model is built with exactly [`MEMBERS`] members.
+    pub members: usize,
+    /// Train on deltas normalised by running mean/std (kept in the checkpoint's `delta_rms`).
+    pub normalize_deltas: bool,
+    pub init_iters: usize,
+    pub update_iters: usize,
+}
+
+/// How the safe set is trained.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SafeSetLoss {
+    /// BCE against max(γ_s·σ(target(z′)), label): states one step before the safe set count too.
+    #[default]
+    Bellman,
+    /// Plain classifier: BCE against the safe-set label alone.
+    Bc,
+}
+
+/// The safe-set classifier.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SafeSetConfig {
+    pub lr: f64,
+    pub batch: usize,
+    pub variant: SafeSetLoss,
+    /// γ_s of the Bellman target (navigation 0.3, reacher 0.3, push 0.8 in the paper).
+    pub bellman_coef: f32,
+    /// Online → target copy every this many updates.
+    pub target_every: usize,
+    pub init_iters: usize,
+    pub update_iters: usize,
+}
+
+/// The value function (ensemble) over on-policy transitions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ValueConfig {
+    pub lr: f64,
+    /// Transitions per member per iteration.
+    pub batch: usize,
+    /// Use an ensemble of `members` nets (the paper does); off = a single net.
+    pub ensemble: bool,
+    pub members: usize,
+    pub discount: f32,
+    /// Online → target copy every this many updates.
+    pub target_every: usize,
+    /// The first this many updates (counted over the trainer's life) regress onto reward-to-go
+    /// with Smooth-L1; every later update is a TD update.
+    pub val_init_iters: usize,
+    /// Initial iterations; the reference runs 2 × `val_init_iters` (reward-to-go, then as many
+    /// TD updates).
+    pub init_iters: usize,
+    pub update_iters: usize,
+}
+
+/// The constraint estimator or the goal indicator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClassifierConfig {
+    pub lr: f64,
+    pub batch: usize,
+    pub init_iters: usize,
+    pub update_iters: usize,
+}
+
+/// The online phase (LS3_SPEC §5 step 4).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OnlineConfig {
+    /// Rounds of (collect episodes, update the latent modules).
+    pub num_updates: usize,
+    /// Planner episodes per round.
+    pub traj_per_update: usize,
+}
+
+/// The latent replay buffer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReplayConfig {
+    /// Transitions kept (oldest overwritten first). The spec names only push's 300 000; the
+    /// other tasks use 35 000, which holds all of their demos and 25 × 10 agent episodes.
+    pub capacity: usize,
+}
+
+/// Planner settings (LS3_SPEC §4). Reserved: the planner's issue adds its fields here.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PlannerConfig {}
+
+/// A configuration that cannot be trained with, and why.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("invalid configuration: {field} {problem}")]
+pub struct ConfigError {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+impl Config {
+    /// The published hyperparameters for `env`.
+    pub fn paper(env: EnvKind) -> Self {
+        let init = 10_000;
+        Self {
+            env,
+            vae: VaeConfig {
+                lr: 1e-4,
+                batch: 256,
+                iterations: 100_000,
+                kl_weight: 1e-6,
+                augment: true,
+                crop_scale: [0.8, 1.0],
+            },
+            dynamics: DynamicsConfig {
+                lr: 1e-3,
+                batch: 256,
+                members: MEMBERS,
+                normalize_deltas: false,
+                init_iters: init,
+                update_iters: 512,
+            },
+            safe_set: SafeSetConfig {
+                lr: 1e-4,
+                batch: 256,
+                variant: SafeSetLoss::Bellman,
+                bellman_coef: match env {
+                    EnvKind::Navigation | EnvKind::Reacher => 0.3,
+                    EnvKind::Push => 0.8,
+                },
+                target_every: 100,
+                init_iters: init,
+                update_iters: 512,
+            },
+            value: ValueConfig {
+                lr: 1e-4,
+                batch: 256,
+                ensemble: true,
+                members: 5,
+                discount: 0.99,
+                target_every: 100,
+                val_init_iters: init,
+                init_iters: 2 * init,
+                update_iters: 2000,
+            },
+            constraint: ClassifierConfig {
+                lr: 1e-4,
+                batch: 256,
+                init_iters: init,
+                update_iters: 512,
+            },
+            goal: ClassifierConfig {
+                lr: 1e-4,
+                batch: 256,
+                init_iters: init,
+                update_iters: 512,
+            },
+            online: OnlineConfig {
+                num_updates: 25,
+                traj_per_update: 10,
+            },
+            replay: ReplayConfig {
+                capacity: match env {
+                    EnvKind::Push => 300_000,
+                    EnvKind::Navigation | EnvKind::Reacher => 35_000,
+                },
+            },
+            planner: PlannerConfig::default(),
+        }
+    }
+
+    /// The paper's configuration cut to a CPU budget: a usable navigation agent in minutes on two
+    /// cores. Costs per iteration were measured in a release build on two shared cores:
+    /// - VAE: 2 000 iterations at batch 32, lr 1e-3 (paper: 100 000 at batch 256, lr 1e-4):
+    ///   64 000 images seen, plenty for the plain navigation scenes. At today's ~0.36 s per
+    ///   iteration this is ~12 min and the dominant cost, until the VAE step is sped up.
+    /// - Latent modules: 2 000 initial iterations each (value: 1 000 reward-to-go, then 1 000
+    ///   TD), batch 128 for the classifiers and 64 per member for the two ensembles, 5× the
+    ///   paper's learning rate for the safe set, value and classifiers (dynamics keeps 1e-3):
+    ///   ~2–8 ms per iteration, under a minute for all five.
+    /// - Online: 6 rounds of 5 episodes; each round trains 200 iterations per module and 400 for
+    ///   the value (~5 s), so the planner's episodes dominate.
+    ///
+    /// Losses, targets, discount, γ_s, augmentation and replay size are the paper's.
+    pub fn quick(env: EnvKind) -> Self {
+        let mut c = Self::paper(env);
+        let init = 2_000;
+        let update = 200;
+        c.vae.lr = 1e-3;
+        c.vae.batch = 32;
+        c.vae.iterations = 2_000;
+        c.dynamics.batch = 64;
+        c.dynamics.init_iters = init;
+        c.dynamics.update_iters = update;
+        c.safe_set.lr = 5e-4;
+        c.safe_set.batch = 128;
+        c.safe_set.init_iters = init;
+        c.safe_set.update_iters = update;
+        c.value.lr = 5e-4;
+        c.value.batch = 64;
+        c.value.val_init_iters = init / 2;
+        c.value.init_iters = init;
+        c.value.update_iters = 2 * update;
+        for cl in [&mut c.constraint, &mut c.goal] {
+            cl.lr = 5e-4;
+            cl.batch = 128;
+            cl.init_iters = init;
+            cl.update_iters = update;
+        }
+        c.online.num_updates = 6;
+        c.online.traj_per_update = 5;
+        c
+    }
+
+    /// The configuration a preset names for `env`.
+    pub fn preset(preset: Preset, env: EnvKind) -> Self {
+        match preset {
+            Preset::Paper => Self::paper(env),
+            Preset::Quick => Self::quick(env),
+        }
+    }
+
+    /// The agent shape this configuration trains (value ensemble size from [`ValueConfig`]).
+    pub fn agent_spec(&self) -> AgentSpec {
+        AgentSpec {
+            value_members: self.value.members_in_use(),
+            ..AgentSpec::for_env(self.env)
+        }
+    }
+
+    /// Learning rate of a module's optimiser.
+    pub fn lr(&self, m: ModuleKind) -> f64 {
+        match m {
+            ModuleKind::Vae => self.vae.lr,
+            ModuleKind::Dyn => self.dynamics.lr,
+            ModuleKind::Val => self.value.lr,
+            ModuleKind::Ss => self.safe_set.lr,
+            ModuleKind::Constr => self.constraint.lr,
+            ModuleKind::Gi => self.goal.lr,
+        }
+    }
+
+    /// Batch size of a module (per member for the ensembles).
+    pub fn batch(&self, m: ModuleKind) -> usize {
+        match m {
+            ModuleKind::Vae => self.vae.batch,
+            ModuleKind::Dyn => self.dynamics.batch,
+            ModuleKind::Val => self.value.batch,
+            ModuleKind::Ss => self.safe_set.batch,
+            ModuleKind::Constr => self.constraint.batch,
+            ModuleKind::Gi => self.goal.batch,
+        }
+    }
+
+    /// Iterations of a module's initial training (the VAE's whole training).
+    pub fn init_iters(&self, m: ModuleKind) -> usize {
+        match m {
+            ModuleKind::Vae => self.vae.iterations,
+            ModuleKind::Dyn => self.dynamics.init_iters,
+            ModuleKind::Val => self.value.init_iters,
+            ModuleKind::Ss => self.safe_set.init_iters,
+            ModuleKind::Constr => self.constraint.init_iters,
+            ModuleKind::Gi => self.goal.init_iters,
+        }
+    }
+
+    /// Iterations of a module in each online round (0 for the frozen VAE).
+    pub fn update_iters(&self, m: ModuleKind) -> usize {
+        match m {
+            ModuleKind::Vae => 0,
+            ModuleKind::Dyn => self.dynamics.update_iters,
+            ModuleKind::Val => self.value.update_iters,
+            ModuleKind::Ss => self.safe_set.update_iters,
+            ModuleKind::Constr => self.constraint.update_iters,
+            ModuleKind::Gi => self.goal.update_iters,
+        }
+    }
+
+    /// Checks what the trainer relies on: positive finite rates and sizes, a crop range inside
+    /// (0, 1], coefficients in [0, 1], and the dynamics ensemble size the model is built with.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field, problem: &str| {
+            Err(ConfigError {
+                field,
+                problem: problem.to_string(),
+            })
+        };
+        for m in ModuleKind::ALL {
+            if !(self.lr(m).is_finite() && self.lr(m) > 0.0) {
+                return bad(lr_field(m), "must be a positive number");
+            }
+            if self.batch(m) == 0 {
+                return bad(batch_field(m), "must be at least 1");
+            }
+        }
+        let [lo, hi] = self.vae.crop_scale;
+        if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
+            return bad("vae.crop_scale", "must satisfy 0 < min ≤ max ≤ 1");
+        }
+        if !(self.vae.kl_weight.is_finite() && self.vae.kl_weight >= 0.0) {
+            return bad("vae.kl_weight", "must be a non-negative number");
+        }
+        if self.dynamics.members != MEMBERS {
+            return Err(ConfigError {
+                field: "dynamics.members",
+                problem: format!("must be {MEMBERS} (the size the model is built with)"),
+            });
+        }
+        if !(0.0..=1.0).contains(&self.safe_set.bellman_coef) {
+            return bad("safe_set.bellman_coef", "must lie in [0, 1]");
+        }
+        if !(0.0..=1.0).contains(&self.value.discount) {
+            return bad("value.discount", "must lie in [0, 1]");
+        }
+        if self.value.ensemble && self.value.members == 0 {
+            return bad("value.members", "must be at least 1");
+        }
+        if self.safe_set.target_every == 0 {
+            return bad("safe_set.target_every", "must be at least 1");
+        }
+        if self.value.target_every == 0 {
+            return bad("value.target_every", "must be at least 1");
+        }
+        if self.replay.capacity == 0 {
+            return bad("replay.capacity", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+fn lr_field(m: ModuleKind) -> &'static str {
+    match m {
+        ModuleKind::Vae => "vae.lr",
+        ModuleKind::Dyn => "dynamics.lr",
+        ModuleKind::Val => "value.lr",
+        ModuleKind::Ss => "safe_set.lr",
+        ModuleKind::Constr => "constraint.lr",
+        ModuleKind::Gi => "goal.lr",
+    }
+}
+
+fn batch_field(m: ModuleKind) -> &'static str {
+    match m {
+        ModuleKind::Vae => "vae.batch",
+        ModuleKind::Dyn => "dynamics.batch",
+        ModuleKind::Val => "value.batch",
+        ModuleKind::Ss => "safe_set.batch",
+        ModuleKind::Constr => "constraint.batch",
+        ModuleKind::Gi => "goal.batch",
+    }
+}
+
+impl ValueConfig {
+    /// Members actually built: `members` with the ensemble on, else 1.
+    pub fn members_in_use(&self) -> usize {
+        if self.ensemble { self.members } else { 1 }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::paper(EnvKind::Navigation)
+    }
+}
+
+macro_rules! default_from_paper {
+    ($ty:ty, $field:ident) => {
+        impl Default for $ty {
+            fn default() -> Self {
+                Config::default().$field
+            }
+        }
+    };
+}
+default_from_paper!(VaeConfig, vae);
+default_from_paper!(DynamicsConfig, dynamics);
+default_from_paper!(SafeSetConfig, safe_set);
+default_from_paper!(ValueConfig, value);
+default_from_paper!(ClassifierConfig, constraint);
+default_from_paper!(OnlineConfig, online);
+default_from_paper!(ReplayConfig, replay);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_survives_a_json_round_trip() {
+        for env in EnvKind::ALL {
+            for preset in [Preset::Paper, Preset::Quick] {
+                let c = Config::preset(preset, env);
+                let text = serde_json::to_string_pretty(&c).unwrap();
+                let back: Config = serde_json::from_str(&text).unwrap();
+                assert_eq!(back, c, "{preset} {env}");
+            }
+        }
+    }
+
+    #[test]
+    fn missing_fields_take_the_paper_navigation_values() {
+        let c: Config = serde_json::from_str(r#"{"value": {"lr": 0.5}}"#).unwrap();
+        assert_eq!(c.value.lr, 0.5);
+        assert_eq!(c.value.batch, 256);
+        assert_eq!(c.vae, Config::paper(EnvKind::Navigation).vae);
+        let c: Config = serde_json::from_str(r#"{"safe_set": {"variant": "bc"}}"#).unwrap();
+        assert_eq!(c.safe_set.variant, SafeSetLoss::Bc);
+    }
+
+    #[test]
+    fn paper_preset_has_the_published_numbers() {
+        let c = Config::paper(EnvKind::Push);
+        assert_eq!(c.safe_set.bellman_coef, 0.8);
+        assert_eq!(c.replay.capacity, 300_000);
+        assert_eq!(Config::paper(EnvKind::Reacher).safe_set.bellman_coef, 0.3);
+        assert_eq!(c.vae.iterations, 100_000);
+        assert_eq!(c.dynamics.lr, 1e-3);
+        assert_eq!(c.value.update_iters, 2000);
+        assert_eq!(c.value.init_iters, 2 * c.value.val_init_iters);
+        assert_eq!(c.agent_spec().value_members, 5);
+        for p in [Preset::Paper, Preset::Quick] {
+            for env in EnvKind::ALL {
+                Config::preset(p, env).validate().unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn validation_names_the_offending_field() {
+        let mut c = Config::quick(EnvKind::Navigation);
+        c.vae.crop_scale = [0.9, 0.5];
+        assert_eq!(c.validate().unwrap_err().field, "vae.crop_scale");
+        let mut c = Config::quick(EnvKind::Navigation);
+        c.dynamics.members = 3;
+        assert_eq!(c.validate().unwrap_err().field, "dynamics.members");
+        let mut c = Config::quick(EnvKind::Navigation);
+        c.goal.lr = f64::NAN;
+        assert_eq!(c.validate().unwrap_err().field, "goal.lr");
+    }
+}

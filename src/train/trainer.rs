@@ -1,0 +1,527 @@
+//! The trainer: optimisers, per-module iteration counts and random streams, and the chunked loop.
+
+use super::{ChunkReport, TrainError, losses};
+use crate::config::{Config, SafeSetLoss};
+use crate::data::augment::random_resized_crops;
+use crate::data::images::{ImagePool, image_tensor};
+use crate::data::replay::{Filter, LatentReplay};
+use crate::env::IMAGE_SIZE;
+use crate::model::agent::{Agent, ModuleKind, target_source};
+use crate::model::rng::TensorRng;
+use crate::seed::derive;
+use candle_core::{Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+
+/// Trains the six modules of one agent. Holds one Adam optimiser per module (its moments
+/// persist across calls), the iteration count of each module, and one seeded random stream per
+/// module for batches, latent noise and augmentation — so a module's training does not depend on
+/// how the others were interleaved with it.
+pub struct Trainer {
+    config: Config,
+    optimizers: Vec<AdamW>,
+    iterations: [u64; 6],
+    rngs: Vec<TensorRng>,
+}
+
+impl Trainer {
+    /// A trainer for `agent` with the rates and batch sizes of `config`; its random streams are
+    /// derived from the run's `seed`.
+    pub fn new(agent: &Agent, config: &Config, seed: u64) -> Result<Self, TrainError> {
+        config.validate()?;
+        let members = config.value.members_in_use();
+        if agent.value.members() != members {
+            return Err(TrainError::ValueMembers {
+                agent: agent.value.members(),
+                config: members,
+            });
+        }
+        let optimizers = ModuleKind::ALL
+            .iter()
+            .map(|&m| {
+                let p = ParamsAdamW {
+                    lr: config.lr(m),
+                    weight_decay: 0.0,
+                    ..Default::default()
+                };
+                AdamW::new(agent.trainable(m), p)
+            })
+            .collect::<candle_core::Result<_>>()?;
+        let rngs = ModuleKind::ALL
+            .iter()
+            .map(|&m| TensorRng::new(derive(seed, "train", m as u64)))
+            .collect();
+        Ok(Self {
+            config: config.clone(),
+            optimizers,
+            iterations: [0; 6],
+            rngs,
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Replaces the configuration (e.g. edited in the app between phases). Learning rates change
+    /// in place; optimiser moments and iteration counts are kept.
+    pub fn set_config(&mut self, config: &Config) -> Result<(), TrainError> {
+        config.validate()?;
+        if config.value.members_in_use() != self.config.value.members_in_use() {
+            return Err(TrainError::ValueMembers {
+                agent: self.config.value.members_in_use(),
+                config: config.value.members_in_use(),
+            });
+        }
+        for m in ModuleKind::ALL {
+            self.optimizers[m as usize].set_learning_rate(config.lr(m));
+        }
+        self.config = config.clone();
+        Ok(())
+    }
+
+    /// Iterations module `m` has been trained for by this trainer (or since
+    /// [`set_iterations`](Self::set_iterations)).
+    pub fn iterations(&self, m: ModuleKind) -> u64 {
+        self.iterations[m as usize]
+    }
+
+    /// Sets a module's iteration count, e.g. to continue from a checkpoint without repeating the
+    /// value's reward-to-go phase.
+    pub fn set_iterations(&mut self, m: ModuleKind, n: u64) {
+        self.iterations[m as usize] = n;
+    }
+
+    /// One VAE iteration on a batch from `pool`; returns its loss.
+    pub fn vae_step(&mut self, agent: &Agent, pool: &ImagePool) -> Result<f32, TrainError> {
+        if pool.is_empty() {
+            return Err(TrainError::NoImages);
+        }
+        if pool.channels() != agent.spec.channels {
+            return Err(TrainError::Channels {
+                pool: pool.channels(),
+                agent: agent.spec.channels,
+            });
+        }
+        let cfg = &self.config.vae;
+        let batch = cfg.batch;
+        let rng = &mut self.rngs[ModuleKind::Vae as usize];
+        let target = pool.sample(batch, rng.rng());
+        let augmented = if cfg.augment {
+            let crops = random_resized_crops(
+                &target,
+                pool.channels(),
+                IMAGE_SIZE,
+                cfg.crop_scale,
+                rng.rng(),
+            );
+            Some(image_tensor(crops, pool.channels(), &agent.device)?)
+        } else {
+            None
+        };
+        let eps = rng.normal((batch, agent.spec.latent), &agent.device)?;
+        let target = image_tensor(target, pool.channels(), &agent.device)?;
+        let input = augmented.as_ref().unwrap_or(&target);
+        let (loss, _, _) = losses::vae(&agent.vae, input, &target, &eps, cfg.kl_weight)?;
+        self.apply(agent, ModuleKind::Vae, &loss)
+    }
+
+    /// One iteration of latent module `m` on a batch from `replay`; returns its loss.
+    pub fn module_step(
+        &mut self,
+        agent: &Agent,
+        replay: &mut LatentReplay,
+        m: ModuleKind,
+    ) -> Result<f32, TrainError> {
+        let device = agent.device.clone();
+        let cfg = &self.config;
+        let rng = self.rngs[m as usize].rng();
+        let data = |e| TrainError::Data {
+            module: m,
+            source: e,
+        };
+        let loss = match m {
+            ModuleKind::Vae => return Err(TrainError::NotLatent(m)),
+            ModuleKind::Dyn => {
+                let b = replay
+                    .sample_members(
+                        cfg.dynamics.members,
+                        cfg.dynamics.batch,
+                        Filter::All,
+                        rng,
+                        &device,
+                    )
+                    .map_err(data)?;
+                if cfg.dynamics.normalize_deltas {
+                    let (mean, std) = update_delta_stats(agent, &(&b.z_next - &b.z)?)?;
+                    losses::dynamics(&agent.dynamics, &b, Some((&mean, &std)))?
+                } else {
+                    losses::dynamics(&agent.dynamics, &b, None)?
+                }
+            }
+            ModuleKind::Val => {
+                let members = cfg.value.members_in_use();
+                let b = replay
+                    .sample_members(members, cfg.value.batch, Filter::OnPolicy, rng, &device)
+                    .map_err(data)?;
+                let td = (self.iterations[m as usize] >= cfg.value.val_init_iters as u64)
+                    .then_some(cfg.value.discount);
+                losses::value(&agent.value, &b, td)?
+            }
+            ModuleKind::Ss => {
+                let b = replay
+                    .sample(cfg.safe_set.batch, Filter::All, rng, &device)
+                    .map_err(data)?;
+                let gamma = (cfg.safe_set.variant == SafeSetLoss::Bellman)
+                    .then_some(cfg.safe_set.bellman_coef);
+                losses::safe_set(&agent.safe_set, &b, gamma)?
+            }
+            ModuleKind::Constr => {
+                let b = replay
+                    .sample(cfg.constraint.batch, Filter::All, rng, &device)
+                    .map_err(data)?;
+                losses::classifier(&agent.constraint, &b.z_next, &b.constraint)?
+            }
+            ModuleKind::Gi => {
+                let b = replay
+                    .sample(cfg.goal.batch, Filter::All, rng, &device)
+                    .map_err(data)?;
+                losses::classifier(&agent.goal, &b.z_next, &b.goal)?
+            }
+        };
+        self.apply(agent, m, &loss)
+    }
+
+    /// Checks the loss, takes the Adam step, counts the iteration and refreshes target nets when
+    /// due. A non-finite loss is refused before any weight changes.
+    fn apply(&mut self, agent: &Agent, m: ModuleKind, loss: &Tensor) -> Result<f32, TrainError> {
+        let i = m as usize;
+        let value = loss.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?;
+        if !value.is_finite() {
+            return Err(TrainError::NonFinite {
+                module: m,
+                iteration: self.iterations[i] + 1,
+                value,
+            });
+        }
+        self.optimizers[i].backward_step(loss)?;
+        self.iterations[i] += 1;
+        let every = match m {
+            ModuleKind::Ss => self.config.safe_set.target_every,
+            ModuleKind::Val => self.config.value.target_every,
+            _ => 0,
+        } as u64;
+        if every > 0 && self.iterations[i].is_multiple_of(every) {
+            copy_targets(agent, m)?;
+        }
+        Ok(value)
+    }
+
+    /// Runs `iters` VAE iterations, calling `on_chunk` after every `chunk` of them (and after the
+    /// last) with the chunk's mean loss. Returns the mean loss of each chunk.
+    pub fn train_vae(
+        &mut self,
+        agent: &Agent,
+        pool: &ImagePool,
+        iters: usize,
+        chunk: usize,
+        on_chunk: impl FnMut(&ChunkReport),
+    ) -> Result<Vec<f32>, TrainError> {
+        self.run(ModuleKind::Vae, iters, chunk, on_chunk, |t| {
+            t.vae_step(agent, pool)
+        })
+    }
+
+    /// Runs `iters` iterations of latent module `m`, reporting like
+    /// [`train_vae`](Self::train_vae). Returns the mean loss of each chunk.
+    pub fn train_module(
+        &mut self,
+        agent: &Agent,
+        replay: &mut LatentReplay,
+        m: ModuleKind,
+        iters: usize,
+        chunk: usize,
+        on_chunk: impl FnMut(&ChunkReport),
+    ) -> Result<Vec<f32>, TrainError> {
+        if m == ModuleKind::Vae {
+            return Err(TrainError::NotLatent(m));
+        }
+        self.run(m, iters, chunk, on_chunk, |t| {
+            t.module_step(agent, replay, m)
+        })
+    }
+
+    fn run(
+        &mut self,
+        m: ModuleKind,
+        iters: usize,
+        chunk: usize,
+        mut on_chunk: impl FnMut(&ChunkReport),
+        mut step: impl FnMut(&mut Self) -> Result<f32, TrainError>,
+    ) -> Result<Vec<f32>, TrainError> {
+        let chunk = if chunk == 0 { iters.max(1) } else { chunk };
+        let mut means = Vec::with_capacity(iters.div_ceil(chunk));
+        let mut done = 0;
+        while done < iters {
+            let n = chunk.min(iters - done);
+            let mut sum = 0.0f64;
+            for _ in 0..n {
+                sum += step(self)? as f64;
+            }
+            done += n;
+            let mean_loss = (sum / n as f64) as f32;
+            means.push(mean_loss);
+            on_chunk(&ChunkReport {
+                module: m,
+                done,
+                total: iters,
+                iteration: self.iterations(m),
+                mean_loss,
+            });
+        }
+        Ok(means)
+    }
+}
+
+/// Copies module `m`'s online nets into its target nets.
+pub fn copy_targets(agent: &Agent, m: ModuleKind) -> candle_core::Result<()> {
+    let data = agent.vars(m).data().lock().expect("var map lock");
+    for (name, var) in data.iter() {
+        if let Some(src) = target_source(name).and_then(|s| data.get(&s)) {
+            var.set(src.as_tensor())?;
+        }
+    }
+    Ok(())
+}
+
+/// Folds observed deltas (`[…, latent]`) into the dynamics' running mean and variance (stored in
+/// its `delta_rms` variables, so checkpoints keep them) and returns (mean, std) for standardising.
+fn update_delta_stats(agent: &Agent, deltas: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+    let deltas = deltas.flatten_to(deltas.rank() - 2)?.detach();
+    let data = agent
+        .vars(ModuleKind::Dyn)
+        .data()
+        .lock()
+        .expect("var map lock");
+    let get = |n: &str| -> candle_core::Result<&Var> {
+        data.get(n)
+            .ok_or_else(|| candle_core::Error::Msg(format!("dynamics variable {n} missing")))
+    };
+    let (mean_v, var_v, count_v) = (
+        get("delta_rms.mean")?,
+        get("delta_rms.var")?,
+        get("delta_rms.count")?,
+    );
+    let n = deltas.dim(0)? as f64;
+    let count = count_v.as_tensor().to_scalar::<f32>()? as f64;
+    let total = count + n;
+    let bm = deltas.mean(0)?;
+    let bv = deltas.broadcast_sub(&bm)?.sqr()?.mean(0)?;
+    let old_mean = mean_v.as_tensor().copy()?;
+    let d = (&bm - &old_mean)?;
+    let mean = (&old_mean + d.affine(n / total, 0.0)?)?;
+    let m2 = ((var_v.as_tensor().affine(count, 0.0)? + bv.affine(n, 0.0)?)?
+        + d.sqr()?.affine(count * n / total, 0.0)?)?;
+    let var = m2.affine(1.0 / total, 0.0)?;
+    mean_v.set(&mean)?;
+    var_v.set(&var)?;
+    count_v.set(&Tensor::new(total as f32, deltas.device())?)?;
+    Ok((mean, (var + 1e-8)?.sqrt()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::replay::Record;
+    use crate::env::EnvKind;
+    use candle_core::Device;
+
+    fn record(reward: f32, done: bool, rtg: f32) -> Record {
+        Record {
+            action: [0.5, -0.5],
+            reward,
+            done,
+            constraint: reward > 0.0,
+            safe_set: true,
+            on_policy: true,
+            rtg,
+        }
+    }
+
+    /// A buffer of `n` transitions with latents spread along one axis and almost no noise.
+    fn replay(n: usize, rec: impl Fn(usize) -> Record, mean_shift: f32) -> LatentReplay {
+        let mut r = LatentReplay::new(n, 32);
+        for i in 0..n {
+            let m: Vec<f32> = (0..32)
+                .map(|d| (i as f32 / n as f32) * (d % 3) as f32)
+                .collect();
+            let next: Vec<f32> = m.iter().map(|v| v + mean_shift).collect();
+            let s = [-4.0; 32];
+            r.insert((&m, &s), (&next, &s), rec(i)).unwrap();
+        }
+        r
+    }
+
+    fn setup(f: impl FnOnce(&mut Config)) -> (Agent, Trainer) {
+        let mut cfg = Config::quick(EnvKind::Navigation);
+        cfg.value.members = 2;
+        for m in ModuleKind::LATENT {
+            match m {
+                ModuleKind::Dyn => cfg.dynamics.batch = 16,
+                ModuleKind::Val => cfg.value.batch = 16,
+                ModuleKind::Ss => cfg.safe_set.batch = 16,
+                _ => {}
+            }
+        }
+        f(&mut cfg);
+        let agent = Agent::new(cfg.agent_spec(), &Device::Cpu, 0).unwrap();
+        let trainer = Trainer::new(&agent, &cfg, 0).unwrap();
+        (agent, trainer)
+    }
+
+    fn var(agent: &Agent, m: ModuleKind, name: &str) -> Vec<f32> {
+        let data = agent.vars(m).data().lock().unwrap();
+        data[name]
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
+    #[test]
+    fn safe_set_target_is_copied_every_target_every_updates() {
+        let (agent, mut t) = setup(|c| c.safe_set.target_every = 3);
+        let mut r = replay(50, |_| record(-1.0, false, 0.0), 0.0);
+        let online = "model.6.weight";
+        let target = "target.model.6.weight";
+        t.train_module(&agent, &mut r, ModuleKind::Ss, 2, 0, |_| {})
+            .unwrap();
+        assert_ne!(
+            var(&agent, ModuleKind::Ss, online),
+            var(&agent, ModuleKind::Ss, target)
+        );
+        // The third update, in a later call, triggers the copy.
+        t.train_module(&agent, &mut r, ModuleKind::Ss, 1, 0, |_| {})
+            .unwrap();
+        assert_eq!(
+            var(&agent, ModuleKind::Ss, online),
+            var(&agent, ModuleKind::Ss, target)
+        );
+        t.train_module(&agent, &mut r, ModuleKind::Ss, 1, 0, |_| {})
+            .unwrap();
+        assert_ne!(
+            var(&agent, ModuleKind::Ss, online),
+            var(&agent, ModuleKind::Ss, target)
+        );
+        assert_eq!(t.iterations(ModuleKind::Ss), 4);
+    }
+
+    #[test]
+    fn chunks_report_progress_and_counts_persist_across_calls() {
+        let (agent, mut t) = setup(|_| {});
+        let mut r = replay(
+            50,
+            |i| record(if i % 2 == 0 { 1.0 } else { -1.0 }, false, 0.0),
+            0.0,
+        );
+        let mut reports = Vec::new();
+        let means = t
+            .train_module(&agent, &mut r, ModuleKind::Constr, 7, 3, |c| {
+                reports.push(*c)
+            })
+            .unwrap();
+        assert_eq!(means.len(), 3);
+        let done: Vec<(usize, u64)> = reports.iter().map(|c| (c.done, c.iteration)).collect();
+        assert_eq!(done, [(3, 3), (6, 6), (7, 7)]);
+        assert!(
+            reports
+                .iter()
+                .all(|c| c.total == 7 && c.module == ModuleKind::Constr)
+        );
+        assert_eq!(
+            means,
+            reports.iter().map(|c| c.mean_loss).collect::<Vec<_>>()
+        );
+        t.train_module(&agent, &mut r, ModuleKind::Constr, 2, 0, |_| {})
+            .unwrap();
+        assert_eq!(t.iterations(ModuleKind::Constr), 9);
+        assert_eq!(t.iterations(ModuleKind::Gi), 0);
+        assert!(matches!(
+            t.train_module(&agent, &mut r, ModuleKind::Vae, 1, 0, |_| {}),
+            Err(TrainError::NotLatent(ModuleKind::Vae))
+        ));
+    }
+
+    #[test]
+    fn a_non_finite_loss_stops_training_and_leaves_the_weights() {
+        let (agent, mut t) = setup(|_| {});
+        let mut good = replay(20, |_| record(-1.0, false, -5.0), 0.0);
+        t.train_module(&agent, &mut good, ModuleKind::Val, 2, 0, |_| {})
+            .unwrap();
+        let weight = "models.0.value_net.model.0.weight";
+        let before = var(&agent, ModuleKind::Val, weight);
+        // A corrupt reward-to-go makes the regression loss NaN.
+        let mut bad = replay(20, |_| record(-1.0, false, f32::NAN), 0.0);
+        let err = t
+            .train_module(&agent, &mut bad, ModuleKind::Val, 5, 0, |_| {})
+            .unwrap_err();
+        match &err {
+            TrainError::NonFinite {
+                module, iteration, ..
+            } => assert_eq!((*module, *iteration), (ModuleKind::Val, 3)),
+            e => panic!("unexpected error {e}"),
+        }
+        let msg = err.to_string();
+        assert!(
+            msg.contains("val loss") && msg.contains("iteration 3"),
+            "{msg}"
+        );
+        assert_eq!(var(&agent, ModuleKind::Val, weight), before);
+        assert_eq!(t.iterations(ModuleKind::Val), 2);
+    }
+
+    #[test]
+    fn value_regresses_onto_reward_to_go_then_switches_to_td_targets() {
+        // rtg says +3 everywhere, TD says −1 (every transition is terminal with reward −1).
+        let (agent, mut t) = setup(|c| {
+            c.value.val_init_iters = 150;
+            c.value.lr = 1e-3;
+        });
+        let mut r = replay(40, |_| record(-1.0, true, 3.0), 0.0);
+        let z = Tensor::zeros((4, 32), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let mean_value = |agent: &Agent| -> f32 {
+            agent
+                .value
+                .forward(&z)
+                .unwrap()
+                .mean_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap()
+        };
+        t.train_module(&agent, &mut r, ModuleKind::Val, 150, 0, |_| {})
+            .unwrap();
+        let v = mean_value(&agent);
+        assert!(
+            (v - 3.0).abs() < 0.5,
+            "after the reward-to-go phase V = {v}"
+        );
+        t.train_module(&agent, &mut r, ModuleKind::Val, 150, 0, |_| {})
+            .unwrap();
+        let v = mean_value(&agent);
+        assert!((v + 1.0).abs() < 0.5, "after the TD phase V = {v}");
+    }
+
+    #[test]
+    fn normalised_dynamics_keep_running_delta_statistics() {
+        let (agent, mut t) = setup(|c| c.dynamics.normalize_deltas = true);
+        let mut r = replay(30, |_| record(-1.0, false, 0.0), 2.0);
+        t.train_module(&agent, &mut r, ModuleKind::Dyn, 3, 0, |_| {})
+            .unwrap();
+        let mean = var(&agent, ModuleKind::Dyn, "delta_rms.mean");
+        assert!(mean.iter().all(|&m| (m - 2.0).abs() < 0.05), "{mean:?}");
+        let count = var(&agent, ModuleKind::Dyn, "delta_rms.count")[0];
+        assert!((count - 3.0 * 5.0 * 16.0).abs() < 1.0, "{count}");
+    }
+}
