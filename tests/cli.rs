@@ -206,3 +206,106 @@ fn import_torch_writes_a_checkpoint_and_refuses_to_overwrite() {
         text(&o)
     );
 }
+
+#[test]
+fn train_vae_then_train_modules_write_runs_logs_grids_and_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, runs) = (dir.path().join("data"), dir.path().join("runs"));
+    assert!(collect(&data, &["--seed", "1"]).status.success());
+    let o = ls3(&[
+        "train-vae",
+        "--env",
+        "navigation",
+        "--data",
+        data.to_str().unwrap(),
+        "--iters",
+        "4",
+        "--png-every",
+        "2",
+        "--out",
+        runs.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let run = |o: &Output| -> std::path::PathBuf {
+        let t = text(o);
+        let line = t
+            .lines()
+            .find(|l| l.starts_with("run folder: "))
+            .expect("run folder printed");
+        line.trim_start_matches("run folder: ").into()
+    };
+    let vae_run = run(&o);
+    for f in [
+        "config.json",
+        "vae_loss.csv",
+        "vae_recon_000002.png",
+        "vae_samples_000004.png",
+        "checkpoint/vae.safetensors",
+        "checkpoint/agent.json",
+    ] {
+        assert!(
+            vae_run.join(f).exists(),
+            "{f} missing in {}",
+            vae_run.display()
+        );
+    }
+    let csv = std::fs::read_to_string(vae_run.join("vae_loss.csv")).unwrap();
+    assert_eq!(csv.lines().next(), Some("iteration,loss"));
+
+    let vae = vae_run.join("checkpoint");
+    let o = ls3(&[
+        "train-modules",
+        "--env",
+        "spb",
+        "--data",
+        data.to_str().unwrap(),
+        "--vae",
+        vae.to_str().unwrap(),
+        "--modules",
+        "dyn,gi",
+        "--iters",
+        "3",
+        "--out",
+        runs.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mod_run = run(&o);
+    assert_ne!(mod_run, vae_run, "a second run gets its own folder");
+    let csv = std::fs::read_to_string(mod_run.join("module_loss.csv")).unwrap();
+    assert!(csv.contains("\ndyn,3,") && csv.contains("\ngi,3,"), "{csv}");
+    ls3::model::checkpoint::load(
+        &mod_run.join("checkpoint"),
+        Some(ls3::env::EnvKind::Navigation),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+
+    // a VAE of another environment is refused with a message naming it
+    let o = ls3(&[
+        "train-modules",
+        "--env",
+        "reacher",
+        "--data",
+        data.to_str().unwrap(),
+        "--vae",
+        vae.to_str().unwrap(),
+        "--out",
+        runs.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    // missing data folder
+    let o = ls3(&[
+        "train-vae",
+        "--env",
+        "navigation",
+        "--data",
+        dir.path().join("nope").to_str().unwrap(),
+        "--out",
+        runs.to_str().unwrap(),
+    ]);
+    assert!(
+        !o.status.success() && text(&o).contains("does not exist"),
+        "{}",
+        text(&o)
+    );
+}

@@ -6,6 +6,7 @@
 //! whether a phase runs in one call or in many small ones between environment steps.
 
 pub mod losses;
+pub mod phases;
 mod trainer;
 
 pub use trainer::Trainer;

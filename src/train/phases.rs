@@ -1,0 +1,211 @@
+//! The offline phases of LS3_SPEC §5, shared by the CLI and (later) the training session:
+//! loading the demos, training the VAE (with loss CSV and PNG grids), filling the latent replay
+//! and initial-training the latent modules.
+
+use super::{ChunkReport, Trainer};
+use crate::data::dataset::read_set;
+use crate::data::episode::Episode;
+use crate::data::images::{ImagePool, image_tensor, to_unit};
+use crate::data::replay::LatentReplay;
+use crate::env::EnvKind;
+use crate::model::agent::{Agent, ModuleKind};
+use crate::model::rng::TensorRng;
+use crate::run::{CsvLog, RunDir, save_grid_png};
+use anyhow::{Context, Result, bail};
+use std::path::Path;
+
+/// Progress of a phase: what runs, how far it is, and the latest chunk's mean loss.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PhaseProgress {
+    pub phase: String,
+    pub done: usize,
+    pub total: usize,
+    pub loss: Option<f32>,
+}
+
+/// Reads every demo set of `env` found under `data` — either `data/<env>/<Set>/` as `ls3 collect`
+/// writes it, or `data/<Set>/` — and returns the episodes with the names of the sets read.
+pub fn load_demos(data: &Path, env: EnvKind) -> Result<(Vec<Episode>, Vec<String>)> {
+    if !data.is_dir() {
+        bail!(
+            "data folder {} does not exist (make one with `ls3 collect --env {env} --out {}`)",
+            data.display(),
+            data.display()
+        );
+    }
+    let mut episodes = Vec::new();
+    let mut found = Vec::new();
+    for set in env.demo_sets() {
+        let dir = [data.join(env.name()).join(set.name), data.join(set.name)]
+            .into_iter()
+            .find(|d| d.is_dir());
+        let Some(dir) = dir else { continue };
+        let eps = read_set(&dir)?;
+        if let Some(bad) = eps.iter().find(|e| e.frame_stack != env.frame_stack()) {
+            bail!(
+                "{}: observations stack {} frames, {env} uses {}",
+                dir.display(),
+                bad.frame_stack,
+                env.frame_stack()
+            );
+        }
+        found.push(format!("{} ({} episodes)", set.name, eps.len()));
+        episodes.extend(eps);
+    }
+    if episodes.is_empty() {
+        let names: Vec<_> = env.demo_sets().iter().map(|s| s.name).collect();
+        bail!(
+            "no {env} demo sets ({}) under {}; make them with `ls3 collect --env {env} --out {}`",
+            names.join(", "),
+            data.display(),
+            data.display()
+        );
+    }
+    Ok((episodes, found))
+}
+
+/// Writes `<run>/vae_recon_<iter>.png` (originals above their reconstructions) and
+/// `<run>/vae_samples_<iter>.png` (decoded prior samples), showing the newest frame of stacks.
+pub fn write_vae_grids(
+    agent: &Agent,
+    pool: &ImagePool,
+    run: &RunDir,
+    iteration: u64,
+    rng: &mut TensorRng,
+) -> Result<()> {
+    let n = pool.len().min(8);
+    if n == 0 {
+        return Ok(());
+    }
+    let c = pool.channels();
+    let step = pool.len() / n;
+    let mut pixels = Vec::with_capacity(n * pool.image_len());
+    for k in 0..n {
+        pixels.extend(to_unit(pool.image(k * step)));
+    }
+    let x = image_tensor(pixels, c, &agent.device)?;
+    let (mean, _) = agent.vae.encode_dist(&x)?;
+    let recon = agent.vae.decode(&mean)?;
+    let samples = agent
+        .vae
+        .decode(&rng.normal((n, agent.spec.latent), &agent.device)?)?;
+    let newest = |t: &candle_core::Tensor| -> Result<Vec<Vec<f32>>> {
+        let t = t.narrow(1, c - 3, 3)?.flatten_from(1)?.to_vec2::<f32>()?;
+        Ok(t)
+    };
+    let mut grid = newest(&x)?;
+    grid.extend(newest(&recon)?);
+    save_grid_png(
+        &run.path.join(format!("vae_recon_{iteration:06}.png")),
+        &grid,
+        n,
+    )?;
+    save_grid_png(
+        &run.path.join(format!("vae_samples_{iteration:06}.png")),
+        &newest(&samples)?,
+        n,
+    )?;
+    Ok(())
+}
+
+/// Trains the VAE for `iters` iterations in chunks, logging every chunk's mean loss to
+/// `<run>/vae_loss.csv` and writing PNG grids every `png_every` iterations and at the end.
+pub fn train_vae(
+    agent: &Agent,
+    trainer: &mut Trainer,
+    pool: &ImagePool,
+    iters: usize,
+    run: &RunDir,
+    png_every: usize,
+    seed: u64,
+    on_progress: &mut dyn FnMut(&PhaseProgress),
+) -> Result<()> {
+    let mut csv = CsvLog::open(&run.path.join("vae_loss.csv"), &["iteration", "loss"])?;
+    let mut rng = TensorRng::new(crate::seed::derive(seed, "vae-grids", 0));
+    let chunk = 25.min(png_every.max(1));
+    let mut failure = None;
+    let result = trainer.train_vae(agent, pool, iters, chunk, |r: &ChunkReport| {
+        if failure.is_some() {
+            return;
+        }
+        let logged = csv.row(&[r.iteration.to_string(), r.mean_loss.to_string()]);
+        let grids = if r.done == r.total || (png_every > 0 && r.done % png_every == 0) {
+            write_vae_grids(agent, pool, run, r.iteration, &mut rng)
+        } else {
+            Ok(())
+        };
+        failure = logged.and(grids).err();
+        on_progress(&PhaseProgress {
+            phase: "vae".into(),
+            done: r.done,
+            total: r.total,
+            loss: Some(r.mean_loss),
+        });
+    });
+    result.context("training the VAE")?;
+    failure.map_or(Ok(()), Err)
+}
+
+/// Encodes every episode into a fresh replay buffer of `capacity` transitions.
+pub fn fill_replay(
+    agent: &Agent,
+    episodes: &[Episode],
+    capacity: usize,
+    on_progress: &mut dyn FnMut(&PhaseProgress),
+) -> Result<LatentReplay> {
+    let mut replay = LatentReplay::new(capacity, agent.spec.latent);
+    for (i, ep) in episodes.iter().enumerate() {
+        replay
+            .add_episode(agent, ep)
+            .context("encoding demo episodes into the replay buffer")?;
+        on_progress(&PhaseProgress {
+            phase: "encode".into(),
+            done: i + 1,
+            total: episodes.len(),
+            loss: None,
+        });
+    }
+    Ok(replay)
+}
+
+/// Trains each of `modules` for `iters(m)` iterations, logging chunk losses to
+/// `<run>/module_loss.csv` (module, iteration, loss).
+pub fn train_modules(
+    agent: &Agent,
+    trainer: &mut Trainer,
+    replay: &mut LatentReplay,
+    modules: &[ModuleKind],
+    iters: &dyn Fn(ModuleKind) -> usize,
+    run: &RunDir,
+    on_progress: &mut dyn FnMut(&PhaseProgress),
+) -> Result<()> {
+    let mut csv = CsvLog::open(
+        &run.path.join("module_loss.csv"),
+        &["module", "iteration", "loss"],
+    )?;
+    for &m in modules {
+        let mut failure = None;
+        let result = trainer.train_module(agent, replay, m, iters(m), 50, |r: &ChunkReport| {
+            if failure.is_none() {
+                failure = csv
+                    .row(&[
+                        m.name().into(),
+                        r.iteration.to_string(),
+                        r.mean_loss.to_string(),
+                    ])
+                    .err();
+            }
+            on_progress(&PhaseProgress {
+                phase: m.name().into(),
+                done: r.done,
+                total: r.total,
+                loss: Some(r.mean_loss),
+            });
+        });
+        result.with_context(|| format!("training {m}"))?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
