@@ -3,7 +3,6 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use ls3::config::Preset;
 use ls3::data::collect::{CollectOptions, CollectProgress, collect};
 use ls3::env::EnvKind;
 use std::collections::HashMap;
@@ -80,24 +79,8 @@ enum Command {
     /// above reconstructions) and vae_samples_<iter>.png every --png-every iterations, and the
     /// agent checkpoint folder checkpoint/ (its latent modules untrained).
     TrainVae {
-        /// Environment: navigation (alias spb), reacher or push.
-        #[arg(long, value_enum)]
-        env: EnvKind,
-        /// Folder holding the demo sets (<DATA>/<env>/<SetName>/).
-        #[arg(long)]
-        data: PathBuf,
-        /// Hyperparameters: quick (CPU minutes) or paper (the published numbers).
-        #[arg(long, value_enum, default_value_t = Preset::Quick)]
-        preset: Preset,
-        /// Iterations (default: the preset's).
-        #[arg(long)]
-        iters: Option<usize>,
-        /// Root of run folders.
-        #[arg(long, default_value = "outputs")]
-        out: PathBuf,
-        /// Seed of every random stream.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        #[command(flatten)]
+        run: cli::TrainArgs,
         /// Write reconstruction and sample grids every this many iterations.
         #[arg(long, default_value_t = 500)]
         png_every: usize,
@@ -108,30 +91,14 @@ enum Command {
     /// a vae.safetensors file), trains each module of --modules for the preset's initial
     /// iterations, and writes a run folder with config.json, module_loss.csv and checkpoint/.
     TrainModules {
-        /// Environment: navigation (alias spb), reacher or push.
-        #[arg(long, value_enum)]
-        env: EnvKind,
-        /// Folder holding the demo sets (<DATA>/<env>/<SetName>/).
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        run: cli::TrainArgs,
         /// The trained VAE: a checkpoint folder or its vae.safetensors.
         #[arg(long)]
         vae: PathBuf,
         /// Modules to train, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "dyn,val,ss,constr,gi")]
         modules: Vec<String>,
-        /// Hyperparameters: quick (CPU minutes) or paper (the published numbers).
-        #[arg(long, value_enum, default_value_t = Preset::Quick)]
-        preset: Preset,
-        /// Iterations per module (default: the preset's initial iterations).
-        #[arg(long)]
-        iters: Option<usize>,
-        /// Root of run folders.
-        #[arg(long, default_value = "outputs")]
-        out: PathBuf,
-        /// Seed of every random stream.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
     },
     /// Convert the original implementation's PyTorch checkpoints into an LS3 Studio checkpoint.
     ///
@@ -206,25 +173,10 @@ fn dispatch(cli: Cli) -> Result<()> {
             env,
             force,
         }) => import_torch(&from, &out, env, force),
-        Some(Command::TrainVae {
-            env,
-            data,
-            preset,
-            iters,
-            out,
-            seed,
-            png_every,
-        }) => cli::train::train_vae(env, &data, preset, iters, &out, seed, png_every),
-        Some(Command::TrainModules {
-            env,
-            data,
-            vae,
-            modules,
-            preset,
-            iters,
-            out,
-            seed,
-        }) => cli::train::train_modules(env, &data, &vae, &modules, preset, iters, &out, seed),
+        Some(Command::TrainVae { run, png_every }) => cli::train::train_vae(&run, png_every),
+        Some(Command::TrainModules { run, vae, modules }) => {
+            cli::train::train_modules(&run, &vae, &modules)
+        }
     }
 }
 

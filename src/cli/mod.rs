@@ -4,8 +4,34 @@
 pub mod train;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use ls3::config::Preset;
+use ls3::env::EnvKind;
 use ls3::train::phases::PhaseProgress;
 use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// Arguments every training command takes.
+#[derive(clap::Args, Clone, Debug)]
+pub struct TrainArgs {
+    /// Environment: navigation (alias spb), reacher or push.
+    #[arg(long, value_enum)]
+    pub env: EnvKind,
+    /// Folder holding the demo sets (<DATA>/<env>/<SetName>/).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Hyperparameters: quick (CPU minutes) or paper (the published numbers).
+    #[arg(long, value_enum, default_value_t = Preset::Quick)]
+    pub preset: Preset,
+    /// Iterations of the VAE, or per latent module (default: the preset's).
+    #[arg(long)]
+    pub iters: Option<usize>,
+    /// Root of run folders.
+    #[arg(long, default_value = "outputs")]
+    pub out: PathBuf,
+    /// Seed of every random stream.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
 
 /// One progress bar per phase, created when the phase first reports.
 #[derive(Default)]

@@ -1,24 +1,34 @@
 //! `ls3 train-vae` and `ls3 train-modules`.
 
-use super::PhaseBars;
+use super::{PhaseBars, TrainArgs};
 use anyhow::{Context, Result, bail};
-use ls3::config::{Config, Preset};
+use ls3::config::Config;
+use ls3::data::episode::Episode;
 use ls3::data::images::ImagePool;
-use ls3::env::EnvKind;
 use ls3::model::agent::{Agent, ModuleKind};
 use ls3::model::checkpoint;
 use ls3::run::RunDir;
 use ls3::train::{Trainer, phases};
 use std::path::Path;
 
-fn start(env: EnvKind, preset: Preset, out: &Path, seed: u64) -> Result<(Config, RunDir)> {
+/// The demos, the preset's configuration, a fresh run folder and a fresh agent.
+fn start(args: &TrainArgs) -> Result<(Vec<Episode>, Config, RunDir, Agent)> {
+    let (env, preset, seed) = (args.env, args.preset, args.seed);
+    let (episodes, sets) = phases::load_demos(&args.data, env)?;
     let config = Config::preset(preset, env);
     config.validate()?;
-    let run = RunDir::create(out)?;
+    let run = RunDir::create(&args.out)?;
     let saved = serde_json::json!({ "seed": seed, "preset": preset, "config": &config });
     run.write_json("config.json", &saved)?;
     println!("run folder: {}", run.path.display());
-    Ok((config, run))
+    println!("demos: {}", sets.join(", "));
+    let device = ls3::model::default_device();
+    let agent = Agent::new(
+        config.agent_spec(),
+        &device,
+        ls3::seed::derive(seed, "init", 0),
+    )?;
+    Ok((episodes, config, run, agent))
 }
 
 fn save(agent: &Agent, config: &Config, run: &RunDir, seed: u64) -> Result<()> {
@@ -29,56 +39,31 @@ fn save(agent: &Agent, config: &Config, run: &RunDir, seed: u64) -> Result<()> {
     Ok(())
 }
 
-/// Trains a VAE on the demos of `env`.
-pub fn train_vae(
-    env: EnvKind,
-    data: &Path,
-    preset: Preset,
-    iters: Option<usize>,
-    out: &Path,
-    seed: u64,
-    png_every: usize,
-) -> Result<()> {
-    let (episodes, sets) = phases::load_demos(data, env)?;
-    let (mut config, run) = start(env, preset, out, seed)?;
-    if let Some(n) = iters {
+/// Trains a VAE on the demos of `args.env`.
+pub fn train_vae(args: &TrainArgs, png_every: usize) -> Result<()> {
+    let (episodes, mut config, run, agent) = start(args)?;
+    if let Some(n) = args.iters {
         config.vae.iterations = n;
     }
-    println!("demos: {}", sets.join(", "));
-    let device = ls3::model::default_device();
-    let agent = Agent::new(
-        config.agent_spec(),
-        &device,
-        ls3::seed::derive(seed, "init", 0),
-    )?;
     let pool = ImagePool::from_episodes(agent.spec.channels, &episodes);
-    let mut trainer = Trainer::new(&agent, &config, seed)?;
+    let mut trainer = Trainer::new(&agent, &config, args.seed)?;
     let mut bars = PhaseBars::default();
+    let iters = config.vae.iterations;
     phases::train_vae(
         &agent,
         &mut trainer,
         &pool,
-        config.vae.iterations,
+        iters,
         &run,
         png_every,
-        seed,
+        args.seed,
         &mut |p| bars.update(p),
     )?;
-    save(&agent, &config, &run, seed)
+    save(&agent, &config, &run, args.seed)
 }
 
 /// Trains latent modules over a trained VAE.
-#[allow(clippy::too_many_arguments)]
-pub fn train_modules(
-    env: EnvKind,
-    data: &Path,
-    vae: &Path,
-    modules: &[String],
-    preset: Preset,
-    iters: Option<usize>,
-    out: &Path,
-    seed: u64,
-) -> Result<()> {
+pub fn train_modules(args: &TrainArgs, vae: &Path, modules: &[String]) -> Result<()> {
     let modules = modules
         .iter()
         .map(|m| match ModuleKind::parse(m.trim()) {
@@ -88,38 +73,29 @@ pub fn train_modules(
             Some(k) => Ok(k),
         })
         .collect::<Result<Vec<_>>>()?;
-    let (episodes, sets) = phases::load_demos(data, env)?;
     let vae_file = if vae.is_dir() {
+        let meta = checkpoint::read_meta(vae)?;
+        if meta.spec.env != args.env {
+            bail!(
+                "{} is a {} checkpoint, not {}",
+                vae.display(),
+                meta.spec.env,
+                args.env
+            );
+        }
         checkpoint::module_path(vae, ModuleKind::Vae)
     } else {
         vae.to_path_buf()
     };
-    if vae.is_dir() {
-        let meta = checkpoint::read_meta(vae)?;
-        if meta.spec.env != env {
-            bail!(
-                "{} is a {} checkpoint, not {env}",
-                vae.display(),
-                meta.spec.env
-            );
-        }
-    }
-    let (config, run) = start(env, preset, out, seed)?;
-    println!("demos: {}", sets.join(", "));
-    let device = ls3::model::default_device();
-    let agent = Agent::new(
-        config.agent_spec(),
-        &device,
-        ls3::seed::derive(seed, "init", 0),
-    )?;
+    let (episodes, config, run, agent) = start(args)?;
     checkpoint::load_module(&agent, ModuleKind::Vae, &vae_file)
         .with_context(|| format!("loading the VAE from {}", vae.display()))?;
     let mut bars = PhaseBars::default();
     let mut replay = phases::fill_replay(&agent, &episodes, config.replay.capacity, &mut |p| {
         bars.update(p)
     })?;
-    let mut trainer = Trainer::new(&agent, &config, seed)?;
-    let n = |m: ModuleKind| iters.unwrap_or_else(|| config.init_iters(m));
+    let mut trainer = Trainer::new(&agent, &config, args.seed)?;
+    let n = |m: ModuleKind| args.iters.unwrap_or_else(|| config.init_iters(m));
     phases::train_modules(
         &agent,
         &mut trainer,
@@ -129,5 +105,5 @@ pub fn train_modules(
         &run,
         &mut |p| bars.update(p),
     )?;
-    save(&agent, &config, &run, seed)
+    save(&agent, &config, &run, args.seed)
 }
