@@ -8,16 +8,36 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use ls3::env::EnvKind;
 use ls3::model::agent::{Agent, AgentSpec, ModuleKind};
 use ls3::model::classifier::bce_with_logits;
+use ls3::model::conv::{conv_transpose2d_bias, conv2d_bias};
 use ls3::model::rng::TensorRng;
 use std::time::Instant;
 
 fn adam(agent: &Agent, m: ModuleKind, lr: f64) -> AdamW {
-    let p = ParamsAdamW { lr, weight_decay: 0.0, ..Default::default() };
+    let p = ParamsAdamW {
+        lr,
+        weight_decay: 0.0,
+        ..Default::default()
+    };
     AdamW::new(agent.trainable(m), p).expect("optimizer")
+}
+
+/// CPU time of this process so far (user + system, all threads), in seconds; 0 where unknown.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // numeric fields after the command name and the state: utime and stime come 11th and 12th
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    f.get(10)
+        .zip(f.get(11))
+        .map_or(0.0, |(u, s)| (u + s) / 100.0)
 }
 
 fn time(name: &str, runs: usize, mut f: impl FnMut()) {
     f();
+    let cpu = cpu_seconds();
     let mut ts: Vec<f64> = (0..runs)
         .map(|_| {
             let t = Instant::now();
@@ -25,14 +45,101 @@ fn time(name: &str, runs: usize, mut f: impl FnMut()) {
             t.elapsed().as_secs_f64()
         })
         .collect();
+    let cpu = (cpu_seconds() - cpu) / runs as f64;
     ts.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    println!("{name:<28} median {:.5} s  min {:.5} s  max {:.5} s  ({runs} runs)", ts[runs / 2], ts[0], ts[runs - 1]);
+    println!(
+        "{name:<28} median {:.5} s  min {:.5} s  max {:.5} s  ({runs} runs, cpu {cpu:.4} s/run)",
+        ts[runs / 2],
+        ts[0],
+        ts[runs - 1]
+    );
+}
+
+/// The VAE's convolution layers (LS3_SPEC §3, 3 channels): transposed?, input [C, H, W], kernel
+/// dims, stride.
+const VAE_LAYERS: [(bool, [usize; 3], [usize; 4], usize); 8] = [
+    (false, [3, 64, 64], [32, 3, 4, 4], 2),
+    (false, [32, 31, 31], [64, 32, 4, 4], 3),
+    (false, [64, 10, 10], [128, 64, 4, 4], 2),
+    (false, [128, 4, 4], [256, 128, 4, 4], 2),
+    (true, [256, 1, 1], [256, 128, 5, 5], 2),
+    (true, [128, 5, 5], [128, 64, 5, 5], 2),
+    (true, [64, 13, 13], [64, 32, 6, 6], 2),
+    (true, [32, 30, 30], [32, 3, 6, 6], 2),
+];
+
+/// Per-layer profile of the VAE's convolution layers (bias and ReLU included), ours against
+/// candle's built-in ops: forward alone, and forward + backward (input gradient for all but the
+/// first layer, kernel and bias gradients). Opt-in: `cargo bench --bench model_step vae_layers`
+/// (`vae_layers_candle` adds candle's ops).
+fn vae_layers(rng: &mut TensorRng, with_candle: bool) {
+    use candle_core::Var;
+    let dev = Device::Cpu;
+    for batch in [64, 256] {
+        for (i, &(transpose, [c, h, w], kd, stride)) in VAE_LAYERS.iter().enumerate() {
+            let x = rng.uniform((batch, c, h, w), 0.0, 1.0, &dev).unwrap();
+            let x = if i == 0 {
+                x
+            } else {
+                Var::from_tensor(&x).unwrap().as_tensor().clone()
+            };
+            let k = Var::from_tensor(&rng.uniform(&kd[..], -0.05, 0.05, &dev).unwrap()).unwrap();
+            let out_c = kd[usize::from(transpose)];
+            let b = Var::from_tensor(&rng.uniform(out_c, -0.05, 0.05, &dev).unwrap()).unwrap();
+            let relu = i + 1 < VAE_LAYERS.len();
+            let impls: &[&str] = if with_candle {
+                &["ours", "candle"]
+            } else {
+                &["ours"]
+            };
+            for &which in impls {
+                let op = |x: &Tensor| -> Tensor {
+                    if which == "ours" {
+                        return if transpose {
+                            conv_transpose2d_bias(x, &k, &b, stride, relu).unwrap()
+                        } else {
+                            conv2d_bias(x, &k, &b, stride, relu).unwrap()
+                        };
+                    }
+                    let y = if transpose {
+                        x.conv_transpose2d(&k, 0, 0, stride, 1).unwrap()
+                    } else {
+                        x.conv2d(&k, 0, stride, 1, 1).unwrap()
+                    };
+                    let y = y.broadcast_add(&b.reshape((1, (), 1, 1)).unwrap()).unwrap();
+                    if relu { y.relu().unwrap() } else { y }
+                };
+                let runs = if which == "candle" {
+                    3
+                } else if batch == 64 {
+                    20
+                } else {
+                    7
+                };
+                let kind = if transpose { "convT" } else { "conv " };
+                time(&format!("L{i} {kind} b{batch} {which} fwd"), runs, || {
+                    op(&x);
+                });
+                time(
+                    &format!("L{i} {kind} b{batch} {which} fwd+bwd"),
+                    runs,
+                    || {
+                        op(&x).sum_all().unwrap().backward().unwrap();
+                    },
+                );
+            }
+        }
+    }
 }
 
 fn main() {
     let only: Option<String> = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     let want = |n: &str| only.as_deref().is_none_or(|o| n.contains(o));
     let dev = Device::Cpu;
+    if let Some(o) = only.as_deref().filter(|o| o.contains("vae_layers")) {
+        vae_layers(&mut TensorRng::new(1), o.contains("candle"));
+        return;
+    }
     let agent = Agent::new(AgentSpec::for_env(EnvKind::Navigation), &dev, 0).unwrap();
     let mut rng = TensorRng::new(0);
 

@@ -9,6 +9,7 @@ pub mod config;
 pub mod data;
 pub mod env;
 pub mod model;
+pub mod planner;
 pub mod run;
 pub mod seed;
 pub mod train;

@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod checkpoint;
 pub mod classifier;
+pub mod conv;
 pub mod dynamics;
 pub mod init;
 pub mod mlp;

@@ -1,0 +1,144 @@
+//! Planner speed: one `plan` call (one action selection) with a randomly initialised navigation
+//! agent, at the three settings of `../shared/bench/torch_ref` (population × particles 1000×20 —
+//! the paper's —, 500×5 and 200×2; horizon 5, 5 CEM iterations, 100 elites), then where the time
+//! of the paper setting goes. Run with `cargo bench --bench planner`; compare the medians with
+//! the PyTorch script's `plan_step` lines run on the same machine.
+//!
+//! Both ablation switches are on so that every call takes the usual path (4 scored iterations, no
+//! threshold decays): random networks predict violations everywhere. The models compute the
+//! same things either way; only the feasibility test differs.
+//! `LS3_BENCH_TENSOR=1` also times the portable tensor rollout (what a GPU build runs).
+
+use candle_core::{DType, Device, Tensor};
+use ls3::env::EnvKind;
+use ls3::model::agent::{Agent, AgentSpec};
+use ls3::planner::fused::{FusedModels, Profile};
+use ls3::planner::kernel::{PackedLayer, dense};
+use ls3::planner::models::tensor_rollout;
+use ls3::planner::{Planner, PlannerConfig, Rollout};
+use std::time::Instant;
+
+/// CPU time of this process so far (user + system, all threads), in seconds; 0 where unknown.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    f.get(10).zip(f.get(11)).map_or(0.0, |(u, s)| (u + s) / 100.0)
+}
+
+/// Times `f` `runs` times after one warm-up; prints and returns the median.
+fn time(name: &str, runs: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let cpu = cpu_seconds();
+    let mut ts: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    let cpu = (cpu_seconds() - cpu) / runs as f64;
+    ts.sort_by(|a, b| a.total_cmp(b));
+    let median = ts[runs / 2];
+    println!(
+        "{name:<34} median {median:.4} s  min {:.4} s  max {:.4} s  ({runs} runs, cpu {cpu:.3} s/run = {:.2} cores)",
+        ts[0],
+        ts[runs - 1],
+        cpu / median.max(1e-9),
+    );
+    median
+}
+
+fn job(cfg: &PlannerConfig, seed: u64) -> Rollout {
+    let n = cfg.population * cfg.horizon * 2;
+    Rollout {
+        start: vec![0.1; 32],
+        actions: (0..n).map(|i| ((i * 7919) % 601) as f32 / 100.0 - 3.0).collect(),
+        population: cfg.population,
+        horizon: cfg.horizon,
+        particles: cfg.particles,
+        members: (0..cfg.horizon).map(|t| t % 5).collect(),
+        noise_seed: seed,
+    }
+}
+
+fn main() {
+    let device = Device::Cpu;
+    let agent = Agent::new(AgentSpec::for_env(EnvKind::Navigation), &device, 0).expect("agent");
+    let z0 = Tensor::full(0.1f32, (1, 32), &device)
+        .and_then(|z| z.to_dtype(DType::F32))
+        .expect("latent");
+    println!(
+        "threads: {} (candle CPU pool), AVX-512 kernels: {}",
+        candle_core::utils::get_num_threads(),
+        ls3::planner::kernel::avx512()
+    );
+
+    let mut planner = Planner::for_env(EnvKind::Navigation, 0);
+    for (population, particles, runs) in [(1000, 20, 7), (500, 5, 15), (200, 2, 31)] {
+        let cfg = PlannerConfig {
+            population,
+            particles,
+            ignore_safe_set: true,
+            ignore_constraints: true,
+            ..PlannerConfig::default()
+        };
+        time(&format!("plan {population}×{particles}"), runs, || {
+            let (_, rec) = planner.plan(&agent, &z0, &cfg).expect("plan");
+            assert_eq!(rec.decays, 0);
+        });
+    }
+
+    // Where the paper setting's time goes.
+    let cfg = PlannerConfig::default();
+    println!("\nprofile of the paper setting (per plan call = 4 scored iterations):");
+    time("pack weights (once per plan)", 21, || {
+        std::hint::black_box(FusedModels::from_agent(&agent).expect("pack"));
+    });
+    let fused = FusedModels::from_agent(&agent).expect("pack");
+    let mut total = Profile::default();
+    let runs = 8;
+    let wall = time("fused rollout 1000×20 (×4 per plan)", runs, || {
+        let (_, p) = fused.rollout_profiled(&job(&cfg, 1));
+        total.add(&p);
+    });
+    let per = |x: f64| x / (runs + 1) as f64;
+    let sum = per(total.total());
+    println!(
+        "  thread-seconds per rollout: noise {:.4}, dynamics {:.4}, step heads {:.4}, final heads {:.4} \
+         (total {sum:.4} on {} threads; wall {wall:.4})",
+        per(total.noise),
+        per(total.dynamics),
+        per(total.step_heads),
+        per(total.final_heads),
+        total.threads
+    );
+    // multiply-adds: dynamics on 1 000 + 4 × 20 000 rows, heads on 2 × 100 000 + 6 × 20 000 rows
+    let flops = 2.0 * (81_000.0 * 28_928.0 + 320_000.0 * 86_600.0);
+    println!(
+        "  {:.1} GFLOP per rollout: {:.0} GFLOP/s",
+        flops / 1e9,
+        flops / 1e9 / wall
+    );
+
+    // One thread, one 200→200 layer on a block of 240 rows (the heads' inner loop).
+    let (rows, k, n) = (240, 200, 200);
+    let w: Vec<f32> = (0..k * n).map(|i| ((i % 97) as f32 - 48.0) * 1e-3).collect();
+    let layer = PackedLayer::new(k, n, &w, &vec![0.01; n]);
+    let x: Vec<f32> = (0..k * rows).map(|i| (i % 13) as f32 * 0.1).collect();
+    let mut out = vec![0f32; n * rows];
+    let reps = 1000;
+    let t = time("dense 240×200→200 ×1000, 1 thread", 5, || {
+        for _ in 0..reps {
+            dense(&x, rows, rows, &layer, &mut out, rows, true);
+        }
+        std::hint::black_box(&out);
+    });
+    println!("  {:.0} GFLOP/s", 2.0 * (rows * k * n * reps) as f64 / t / 1e9);
+
+    if std::env::var("LS3_BENCH_TENSOR").is_ok_and(|v| v == "1") {
+        time("tensor rollout 1000×20 (×4 per plan)", 3, || {
+            std::hint::black_box(tensor_rollout(&agent, &job(&cfg, 2)).expect("rollout"));
+        });
+    }
+}

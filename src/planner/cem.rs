@@ -1,0 +1,593 @@
+//! Cross-entropy-method MPC with the safe-set constraint (LS3_SPEC §4).
+//!
+//! Per action: sample candidate action sequences (uniform at first, then from the elites'
+//! Gaussian), imagine each with several particles, score
+//! `value − 1e5·(violations + safe-set miss) + goal count`, keep the best feasible ones, refit.
+//! When nothing is feasible the safe-set threshold decays and the search restarts from uniform
+//! samples; when that keeps failing the planner acts randomly.
+
+use super::PlannerConfig;
+use super::models::{LatentModels, Rollout, RolloutStats};
+use super::record::PlanRecord;
+use crate::env::EnvKind;
+use candle_core::Tensor;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+
+/// Score penalty per predicted violation and for a safe-set miss; also the score of a NaN.
+pub const PENALTY: f32 = 1e5;
+
+/// Why a plan could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("invalid planner settings: {0}")]
+    Config(String),
+    #[error("the planner's models failed: {0}")]
+    Model(#[from] candle_core::Error),
+}
+
+/// A candidate's score and whether it may become an elite.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Score {
+    /// `value − 1e5·(violations + miss) + goals`, or −1e5 when any term is NaN.
+    pub score: f32,
+    /// No counted violation, no counted safe-set miss, no NaN, and score > −1e5.
+    pub feasible: bool,
+}
+
+/// Scores every candidate of a rollout against the current safe-set `threshold`.
+pub fn score_candidates(
+    stats: &RolloutStats,
+    horizon: usize,
+    cfg: &PlannerConfig,
+    threshold: f32,
+) -> Vec<Score> {
+    (0..stats.value.len())
+        .map(|c| {
+            let steps = c * horizon..(c + 1) * horizon;
+            let (cons, goal) = (&stats.constraint[steps.clone()], &stats.goal_logit[steps]);
+            let mut nan = stats.value[c].is_nan() || goal.iter().any(|g| g.is_nan());
+            let violations = if cfg.ignore_constraints {
+                0
+            } else {
+                nan |= cons.iter().any(|p| p.is_nan());
+                cons.iter()
+                    .filter(|&&p| p > cfg.constraint_threshold)
+                    .count()
+            };
+            let miss = if cfg.ignore_safe_set {
+                0
+            } else {
+                nan |= stats.safe_set[c].is_nan();
+                usize::from(stats.safe_set[c] < threshold)
+            };
+            let goals = goal.iter().filter(|&&g| g > cfg.goal_threshold).count();
+            let score = stats.value[c] - PENALTY * (violations + miss) as f32 + goals as f32;
+            if nan || score.is_nan() {
+                return Score {
+                    score: -PENALTY,
+                    feasible: false,
+                };
+            }
+            Score {
+                score,
+                feasible: violations == 0 && miss == 0 && score > -PENALTY,
+            }
+        })
+        .collect()
+}
+
+/// The feasible candidates, best first (ties keep index order), at most `elites` of them.
+pub fn elites(scores: &[Score], elites: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..scores.len()).filter(|&c| scores[c].feasible).collect();
+    idx.sort_by(|&a, &b| scores[b].score.total_cmp(&scores[a].score));
+    idx.truncate(elites);
+    idx
+}
+
+/// A diagonal Gaussian over action sequences, `[horizon][2]` means and standard deviations.
+#[derive(Clone, Debug, PartialEq)]
+struct Gaussian {
+    mean: Vec<f32>,
+    std: Vec<f32>,
+}
+
+impl Gaussian {
+    /// Mean and (population) standard deviation of the chosen candidates' sequences.
+    fn fit(actions: &[f32], chosen: &[usize], per: usize) -> Self {
+        let k = chosen.len() as f32;
+        let mut mean = vec![0f32; per];
+        for &c in chosen {
+            for (m, a) in mean.iter_mut().zip(&actions[c * per..(c + 1) * per]) {
+                *m += a;
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= k);
+        let mut var = vec![0f32; per];
+        for &c in chosen {
+            for ((v, a), m) in var
+                .iter_mut()
+                .zip(&actions[c * per..(c + 1) * per])
+                .zip(&mean)
+            {
+                *v += (a - m) * (a - m);
+            }
+        }
+        Self {
+            mean,
+            std: var.into_iter().map(|v| (v / k).sqrt()).collect(),
+        }
+    }
+
+    /// The distribution for the next action: one step later, the last step repeated.
+    fn shifted(&self) -> Self {
+        let shift = |v: &[f32]| {
+            let mut s = v[2.min(v.len())..].to_vec();
+            s.extend_from_slice(&v[v.len() - 2..]);
+            s
+        };
+        Self {
+            mean: shift(&self.mean),
+            std: shift(&self.std),
+        }
+    }
+}
+
+/// The best candidate of a scored iteration, with what was imagined for it.
+struct Best {
+    job: Rollout,
+    stats: RolloutStats,
+    index: usize,
+    score: f32,
+}
+
+/// The CEM planner of one agent: its random stream and the elite distribution carried from one
+/// action to the next within an episode.
+#[derive(Debug)]
+pub struct Planner {
+    bound: f32,
+    rng: StdRng,
+    warm: Option<Gaussian>,
+}
+
+impl Planner {
+    /// A planner for actions in `[−action_bound, action_bound]²`, its randomness seeded with
+    /// `seed` (derive it with [`crate::seed::derive`]).
+    pub fn new(action_bound: f32, seed: u64) -> Self {
+        assert!(
+            action_bound.is_finite() && action_bound >= 0.0,
+            "action bound {action_bound}"
+        );
+        Self {
+            bound: action_bound,
+            rng: StdRng::seed_from_u64(seed),
+            warm: None,
+        }
+    }
+
+    /// A planner for `env`'s action box.
+    pub fn for_env(env: EnvKind, seed: u64) -> Self {
+        Self::new(env.action_bound(), seed)
+    }
+
+    /// The action box's half-width.
+    pub fn action_bound(&self) -> f32 {
+        self.bound
+    }
+
+    /// Forgets the sampling distribution carried between actions (call at every episode start).
+    pub fn reset(&mut self) {
+        self.warm = None;
+    }
+
+    /// Chooses the action for the latent `z0` (`[1, latent]` or `[latent]`).
+    pub fn plan<M: LatentModels + ?Sized>(
+        &mut self,
+        models: &M,
+        z0: &Tensor,
+        cfg: &PlannerConfig,
+    ) -> Result<([f32; 2], PlanRecord), PlanError> {
+        cfg.validate().map_err(PlanError::Config)?;
+        let start = z0.flatten_all()?.to_vec1::<f32>()?;
+        let (n, h) = (cfg.population, cfg.horizon);
+        let warm = self.warm.take().filter(|g| g.mean.len() == h * 2);
+        let mut threshold = cfg.safe_set_threshold;
+        let mut decays = 0;
+        let mut feasible = Vec::new();
+        let mut best: Option<Best> = None;
+        let mut dist: Option<Gaussian>;
+        let mut fallback = false;
+        let packed = models.packed()?;
+        let rollout = |job: &Rollout| match &packed {
+            Some(fused) => Ok(fused.rollout(job)),
+            None => models.rollout(job),
+        };
+
+        'attempts: loop {
+            // The first attempt may start from the previous action's elites; restarts are uniform.
+            dist = if decays == 0 { warm.clone() } else { None };
+            for it in 0..cfg.scored_iterations() {
+                let uniform = match (it, &dist) {
+                    (_, None) => n,
+                    (0, Some(_)) => {
+                        ((cfg.random_percent.clamp(0.0, 1.0) * n as f32) as usize).min(n)
+                    }
+                    _ => 0,
+                };
+                let actions = self.sample(n, h, dist.as_ref(), uniform);
+                let members = (0..h)
+                    .map(|_| self.rng.random_range(0..models.dynamics_members()))
+                    .collect();
+                let job = Rollout {
+                    start: start.clone(),
+                    actions,
+                    population: n,
+                    horizon: h,
+                    particles: cfg.particles,
+                    members,
+                    noise_seed: self.rng.random(),
+                };
+                let stats = rollout(&job)?;
+                let scores = score_candidates(&stats, h, cfg, threshold);
+                let chosen = elites(&scores, cfg.elites);
+                feasible.push(scores.iter().filter(|s| s.feasible).count());
+                let index = chosen.first().copied().unwrap_or_else(|| {
+                    (0..n)
+                        .max_by(|&a, &b| {
+                            scores[a].score.total_cmp(&scores[b].score).then(b.cmp(&a))
+                        })
+                        .unwrap_or(0)
+                });
+                let score = scores[index].score;
+                if chosen.is_empty() {
+                    best = Some(Best {
+                        job,
+                        stats,
+                        index,
+                        score,
+                    });
+                    decays += 1;
+                    if decays > cfg.max_decays {
+                        fallback = true;
+                        break 'attempts;
+                    }
+                    threshold *= cfg.threshold_decay;
+                    continue 'attempts;
+                }
+                dist = Some(Gaussian::fit(&job.actions, &chosen, h * 2));
+                best = Some(Best {
+                    job,
+                    stats,
+                    index,
+                    score,
+                });
+            }
+            break;
+        }
+
+        self.warm = if fallback {
+            None
+        } else {
+            dist.map(|d| d.shifted())
+        };
+        let best = best.expect("at least one iteration is scored");
+        let action = if fallback {
+            let b = self.bound;
+            [self.rng.random_range(-b..=b), self.rng.random_range(-b..=b)]
+        } else {
+            best.job.action(best.index, 0)
+        };
+        let record = record(&best, action, threshold, decays, fallback, feasible, cfg);
+        Ok((action, record))
+    }
+
+    /// `n` sequences of `h` actions: the first `n − uniform` from `dist` (clipped to the box),
+    /// the rest uniform in the box.
+    fn sample(&mut self, n: usize, h: usize, dist: Option<&Gaussian>, uniform: usize) -> Vec<f32> {
+        let b = self.bound;
+        let per = h * 2;
+        let mut out = Vec::with_capacity(n * per);
+        for c in 0..n {
+            match dist {
+                Some(g) if c < n - uniform => {
+                    for i in 0..per {
+                        let e: f32 = StandardNormal.sample(&mut self.rng);
+                        out.push((g.mean[i] + g.std[i] * e).clamp(-b, b));
+                    }
+                }
+                _ => {
+                    for _ in 0..per {
+                        out.push(self.rng.random_range(-b..=b));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+fn record(
+    best: &Best,
+    action: [f32; 2],
+    threshold: f32,
+    decays: usize,
+    random_fallback: bool,
+    feasible: Vec<usize>,
+    cfg: &PlannerConfig,
+) -> PlanRecord {
+    let (c, h, l) = (best.index, best.job.horizon, best.job.latent());
+    let s = &best.stats;
+    PlanRecord {
+        action,
+        start: best.job.start.clone(),
+        actions: (0..h).map(|t| best.job.action(c, t)).collect(),
+        latents: (0..h)
+            .map(|t| s.latents[(c * h + t) * l..(c * h + t + 1) * l].to_vec())
+            .collect(),
+        constraint_prob: s.constraint[c * h..(c + 1) * h].to_vec(),
+        goal_prob: s.goal_logit[c * h..(c + 1) * h]
+            .iter()
+            .map(|&g| 1.0 / (1.0 + (-g).exp()))
+            .collect(),
+        safe_set_prob: s.safe_set[c],
+        value: s.value[c],
+        score: best.score,
+        feasible,
+        safe_set_threshold: threshold,
+        decays,
+        random_fallback,
+        config: cfg.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::Toy;
+    use super::*;
+    use crate::model::agent::{Agent, AgentSpec};
+    use candle_core::Device;
+
+    fn small() -> PlannerConfig {
+        PlannerConfig {
+            population: 200,
+            elites: 20,
+            iterations: 4,
+            particles: 2,
+            horizon: 2,
+            ..PlannerConfig::default()
+        }
+    }
+
+    fn start() -> Tensor {
+        Tensor::zeros((1, 2), candle_core::DType::F32, &Device::Cpu).unwrap()
+    }
+
+    fn stats(value: &[f32], safe: &[f32], constraint: &[&[f32]], goal: &[&[f32]]) -> RolloutStats {
+        RolloutStats {
+            value: value.to_vec(),
+            safe_set: safe.to_vec(),
+            constraint: constraint.concat(),
+            goal_logit: goal.concat(),
+            latents: vec![0.0; value.len() * constraint[0].len()],
+        }
+    }
+
+    #[test]
+    fn picks_the_action_along_the_rewarded_direction() {
+        let toy = Toy::new().value([1.0, -1.0]);
+        let (a, rec) = Planner::new(1.0, 1).plan(&toy, &start(), &small()).unwrap();
+        assert!(a[0] > 0.8 && a[1] < -0.8, "action {a:?}");
+        assert_eq!(rec.action, a);
+        assert_eq!(rec.actions[0], a);
+        assert!(rec.value > 3.0, "imagined value {}", rec.value);
+        assert!(!rec.random_fallback && rec.decays == 0);
+    }
+
+    #[test]
+    fn a_violating_candidate_is_infeasible_even_with_the_higher_value() {
+        let cfg = PlannerConfig::default();
+        let s = stats(
+            &[5.0, 1.0],
+            &[0.9, 0.9],
+            &[&[0.1, 0.9], &[0.1, 0.1]],
+            &[&[0.0; 2], &[0.0; 2]],
+        );
+        let scores = score_candidates(&s, 2, &cfg, 0.8);
+        assert!(!scores[0].feasible && scores[1].feasible);
+        assert_eq!(elites(&scores, 100), vec![1]);
+        // The goal bonus cannot buy a violating plan back into the feasible set.
+        let s = stats(&[5.0], &[0.9], &[&[0.9, 0.1]], &[&[9.0, 9.0]]);
+        assert!(!score_candidates(&s, 2, &cfg, 0.8)[0].feasible);
+    }
+
+    #[test]
+    fn imagined_paths_through_the_constraint_region_are_rejected() {
+        // Reward +x; every latent with x > 1 violates; two steps of at most 1 each.
+        let toy = Toy::new().value([1.0, 0.0]).forbid_x_above(1.0);
+        let (_, rec) = Planner::new(1.0, 2).plan(&toy, &start(), &small()).unwrap();
+        assert!(
+            rec.feasible[0] < 200,
+            "some uniform candidates violate: {:?}",
+            rec.feasible
+        );
+        assert!(rec.latents.iter().all(|z| z[0] <= 1.0), "{:?}", rec.latents);
+        assert!(rec.constraint_prob.iter().all(|&p| p <= 0.2));
+        assert!(rec.latents[1][0] > 0.8, "still goes as far as allowed");
+    }
+
+    #[test]
+    fn ignoring_constraints_accepts_the_forbidden_candidates() {
+        let toy = Toy::new().value([1.0, 0.0]).forbid_x_above(1.0);
+        let cfg = PlannerConfig {
+            ignore_constraints: true,
+            ..small()
+        };
+        let (a, rec) = Planner::new(1.0, 2).plan(&toy, &start(), &cfg).unwrap();
+        assert_eq!(rec.feasible[0], 200);
+        assert!(rec.latents[1][0] > 1.5 && a[0] > 0.8, "{:?}", rec.latents);
+        assert!(rec.constraint_prob[1] > 0.2);
+    }
+
+    #[test]
+    fn ignoring_the_safe_set_makes_misses_irrelevant() {
+        let toy = Toy::new().value([1.0, 0.0]).safe_prob(0.1);
+        let s = stats(&[1.0], &[0.1], &[&[0.0, 0.0]], &[&[0.0, 0.0]]);
+        let cfg = PlannerConfig {
+            ignore_safe_set: true,
+            ..small()
+        };
+        assert!(score_candidates(&s, 2, &cfg, 0.8)[0].feasible);
+        assert!(!score_candidates(&s, 2, &small(), 0.8)[0].feasible);
+        let (_, rec) = Planner::new(1.0, 3).plan(&toy, &start(), &cfg).unwrap();
+        assert_eq!(rec.feasible, vec![200; 3]);
+        assert_eq!((rec.decays, rec.safe_set_threshold), (0, 0.8));
+    }
+
+    #[test]
+    fn nan_scores_are_infeasible() {
+        let cfg = PlannerConfig::default();
+        for s in [
+            stats(&[f32::NAN], &[0.9], &[&[0.0]], &[&[0.0]]),
+            stats(&[1.0], &[f32::NAN], &[&[0.0]], &[&[0.0]]),
+            stats(&[1.0], &[0.9], &[&[f32::NAN]], &[&[0.0]]),
+            stats(&[1.0], &[0.9], &[&[0.0]], &[&[f32::NAN]]),
+        ] {
+            let sc = score_candidates(&s, 1, &cfg, 0.8)[0];
+            assert_eq!(
+                sc,
+                Score {
+                    score: -PENALTY,
+                    feasible: false
+                }
+            );
+        }
+        // End to end: the value is NaN beyond x = 0.5, so the plan stops short of it.
+        let toy = Toy::new().value([1.0, 0.0]).nan_value_x_above(0.5);
+        let (_, rec) = Planner::new(1.0, 4).plan(&toy, &start(), &small()).unwrap();
+        assert!(rec.feasible[0] < 200 && rec.value.is_finite() && rec.latents[1][0] <= 0.5);
+    }
+
+    /// Thresholds the planner tries: 0.8, then ×0.8 per decay, in f32 as the planner computes.
+    fn thresholds(k: usize) -> f32 {
+        (0..k).fold(0.8f32, |t, _| t * 0.8)
+    }
+
+    #[test]
+    fn threshold_decays_by_0_8_and_restarts_uniform_until_a_plan_is_feasible() {
+        // P(safe) = 0.3 everywhere: 0.8, 0.64, 0.512, 0.41, 0.33 fail; 0.262 succeeds.
+        let toy = Toy::new().value([1.0, 0.0]).safe_prob(0.3);
+        let (_, rec) = Planner::new(1.0, 5).plan(&toy, &start(), &small()).unwrap();
+        assert_eq!(rec.decays, 5);
+        assert!(!rec.random_fallback);
+        assert_eq!(rec.safe_set_threshold, thresholds(5));
+        assert_eq!(rec.feasible, vec![0, 0, 0, 0, 0, 200, 200, 200]);
+        let jobs = toy.jobs();
+        assert_eq!(
+            jobs.len(),
+            5 + 3,
+            "one failed iteration per decay, then 3 scored iterations"
+        );
+        for job in &jobs[..6] {
+            for d in 0..2 {
+                let v: Vec<f32> = job.actions.iter().skip(d).step_by(2).copied().collect();
+                let (lo, hi) = v
+                    .iter()
+                    .fold((f32::MAX, f32::MIN), |(l, h), &x| (l.min(x), h.max(x)));
+                assert!(
+                    lo < -0.9 && hi > 0.9,
+                    "restart {d} samples uniformly: {lo}..{hi}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn more_than_five_decays_fall_back_to_a_random_action() {
+        let toy = Toy::new().value([1.0, 0.0]).safe_prob(0.2);
+        let (a, rec) = Planner::new(2.0, 6).plan(&toy, &start(), &small()).unwrap();
+        assert!(rec.random_fallback);
+        assert_eq!(rec.decays, 6);
+        assert_eq!(rec.feasible, vec![0; 6]);
+        assert_eq!(toy.jobs().len(), 6);
+        assert_eq!(rec.safe_set_threshold, thresholds(5));
+        assert!(a.iter().all(|x| x.abs() <= 2.0));
+        assert_eq!(rec.action, a);
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_plan() {
+        let toy = Toy::new().value([0.3, 1.0]);
+        let cfg = small();
+        let plan = |seed| Planner::new(1.0, seed).plan(&toy, &start(), &cfg).unwrap();
+        let (a1, r1) = plan(7);
+        let (a2, r2) = plan(7);
+        let (a3, _) = plan(8);
+        assert_eq!((a1, &r1), (a2, &r2));
+        assert_ne!(a1, a3);
+    }
+
+    #[test]
+    fn warm_start_uses_the_previous_elites_until_reset() {
+        let toy = Toy::new().value([1.0, -1.0]);
+        let cfg = PlannerConfig {
+            random_percent: 0.25,
+            ..small()
+        };
+        let mut planner = Planner::new(1.0, 9);
+        planner.plan(&toy, &start(), &cfg).unwrap();
+        planner.plan(&toy, &start(), &cfg).unwrap();
+        let jobs = toy.jobs();
+        let first = &jobs[3].actions; // first iteration of the second call
+        let near = first.chunks(4).take(150).filter(|a| a[0] > 0.5).count();
+        assert!(
+            near > 140,
+            "150 of 200 drawn around the previous plan, {near} of them near it"
+        );
+        planner.reset();
+        planner.plan(&toy, &start(), &cfg).unwrap();
+        let uniform = &toy.jobs()[6].actions;
+        let near = uniform.chunks(4).take(150).filter(|a| a[0] > 0.5).count();
+        assert!(
+            near < 80,
+            "after reset the first iteration is uniform ({near})"
+        );
+    }
+
+    #[test]
+    fn plans_with_a_fresh_navigation_agent_end_to_end() {
+        let agent = Agent::new(AgentSpec::for_env(EnvKind::Navigation), &Device::Cpu, 0).unwrap();
+        let z0 = Tensor::zeros(32, candle_core::DType::F32, &Device::Cpu).unwrap();
+        let cfg = PlannerConfig {
+            population: 60,
+            elites: 10,
+            iterations: 3,
+            particles: 4,
+            horizon: 3,
+            ..PlannerConfig::default()
+        };
+        let mut planner = Planner::for_env(EnvKind::Navigation, 0);
+        let (a, rec) = planner.plan(&agent, &z0, &cfg).unwrap();
+        let b = EnvKind::Navigation.action_bound();
+        assert!(a.iter().all(|x| x.abs() <= b));
+        assert_eq!(rec.start.len(), 32);
+        assert_eq!(rec.actions.len(), 3);
+        assert_eq!(rec.latents.len(), 3);
+        assert!(
+            rec.latents
+                .iter()
+                .all(|z| z.len() == 32 && z.iter().all(|v| v.is_finite()))
+        );
+        assert_eq!((rec.constraint_prob.len(), rec.goal_prob.len()), (3, 3));
+        assert!(
+            rec.constraint_prob
+                .iter()
+                .chain(&rec.goal_prob)
+                .all(|p| (0.0..=1.0).contains(p))
+        );
+        assert!((0.0..=1.0).contains(&rec.safe_set_prob) && rec.value.is_finite());
+        assert!(!rec.feasible.is_empty() && rec.feasible.len() <= 2 + 6);
+        assert_eq!(rec.config, cfg);
+        serde_json::to_string(&rec).unwrap();
+    }
+}

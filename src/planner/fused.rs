@@ -1,0 +1,550 @@
+//! The agent's CPU rollout: the same computation as [`super::models::tensor_rollout`], organised
+//! for the cache. Candidates are split into groups of about [`GROUP_ROWS`] particles; one thread
+//! imagines a whole group (every step of the dynamics, then every head on every latent) in
+//! buffers that stay in its L2 cache, and the threads of candle's CPU pool take groups from a
+//! shared counter until none is left. Only the per-candidate summaries leave a group.
+//!
+//! Inside a group every activation is feature-major (see [`super::kernel`]): row `c·P + q` is
+//! particle `q` of the group's candidate `c`.
+
+use super::kernel::{PackedLayer, dense, dot, gaussian_step};
+use super::models::{Rollout, RolloutStats, delta_scale};
+use crate::model::agent::{Agent, ModuleKind};
+use crate::model::mlp::Mlp;
+use candle_core::{Result, Tensor};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+/// Particles per group of candidates (rounded down to whole candidates; 12 candidates of 20
+/// particles at the paper setting): a group's activations stay in L2, and every weight panel is
+/// reused over many rows.
+pub const GROUP_ROWS: usize = 240;
+/// Rows per pass through the heads.
+const BLOCK_ROWS: usize = 240;
+
+/// The agent's latent models with host-side weights packed for [`super::kernel`] — a snapshot,
+/// taken once per planner call (under a millisecond) — and each thread's buffers, kept between
+/// rollouts.
+#[derive(Debug)]
+pub struct FusedModels {
+    latent: usize,
+    /// Per member: the layers, the last predicting [mean | log-std] of the latent delta (the
+    /// delta normalisation folded in).
+    dynamics: Vec<Vec<PackedLayer>>,
+    /// Constraint, goal.
+    step: Vec<Head>,
+    /// Value members…, safe set.
+    terminal: Vec<Head>,
+    /// Buffers per thread of candle's CPU pool (indexed by its thread id).
+    scratch: Vec<Mutex<Option<Scratch>>>,
+}
+
+/// A one-output MLP: ReLU layers, then the output layer as a weight vector.
+///
+/// The heads reading the same latent are not fused into one wide first layer here: with
+/// feature-major activations the wide layer's output is just the heads' outputs one after the
+/// other, and computing them head by head keeps each head's activations and weights in L2.
+#[derive(Clone, Debug)]
+struct Head {
+    hidden: Vec<PackedLayer>,
+    out_w: Vec<f32>,
+    out_b: f32,
+}
+
+/// A linear layer as host data: `w` `[out][in]` (as stored), `b` `[out]`.
+struct HostLinear {
+    k: usize,
+    n: usize,
+    w: Vec<f32>,
+    b: Vec<f32>,
+}
+
+fn host_linear(w: &Tensor, b: Option<&Tensor>) -> Result<HostLinear> {
+    let (n, k) = w.dims2()?;
+    Ok(HostLinear {
+        k,
+        n,
+        w: w.flatten_all()?.to_vec1::<f32>()?,
+        b: match b {
+            Some(b) => b.to_vec1::<f32>()?,
+            None => vec![0.0; n],
+        },
+    })
+}
+
+impl Head {
+    fn new(net: &Mlp) -> Result<Self> {
+        let layers: Vec<HostLinear> = net
+            .layers()
+            .iter()
+            .map(|l| host_linear(l.weight(), l.bias()))
+            .collect::<Result<_>>()?;
+        let (last, hidden) = layers.split_last().expect("an MLP has layers");
+        if last.n != 1 || hidden.is_empty() {
+            return Err(candle_core::Error::Msg(
+                "planner heads are MLPs with one output".into(),
+            ));
+        }
+        Ok(Self {
+            hidden: hidden
+                .iter()
+                .map(|h| PackedLayer::new(h.k, h.n, &h.w, &h.b))
+                .collect(),
+            out_w: last.w.clone(), // one output: its weight row
+            out_b: last.b[0],
+        })
+    }
+
+    /// Widest hidden layer.
+    fn width(&self) -> usize {
+        self.hidden.iter().map(|l| l.n()).max().unwrap_or(0)
+    }
+}
+
+/// Logits of every head for `rows` latents (features `ldz` apart) into `out[head · ldo + row]`.
+fn logits(
+    heads: &[Head],
+    z: &[f32],
+    ldz: usize,
+    rows: usize,
+    bufs: &mut [Vec<f32>; 2],
+    out: &mut [f32],
+    ldo: usize,
+) {
+    for r0 in (0..rows).step_by(BLOCK_ROWS) {
+        let nb = BLOCK_ROWS.min(rows - r0);
+        for (h, head) in heads.iter().enumerate() {
+            let (x, ld) = forward(&head.hidden, &z[r0..], ldz, nb, bufs, true);
+            dot(x, ld, nb, &head.out_w, head.out_b, &mut out[h * ldo + r0..]);
+        }
+    }
+}
+
+/// Runs `layers` on `rows` rows of `x` (features `ldx` apart), ReLU after each layer except the
+/// last unless `relu_last`; returns the output and its feature stride (`rows`).
+fn forward<'a>(
+    layers: &[PackedLayer],
+    x: &'a [f32],
+    ldx: usize,
+    rows: usize,
+    bufs: &'a mut [Vec<f32>; 2],
+    relu_last: bool,
+) -> (&'a [f32], usize) {
+    let [a, b] = bufs;
+    for (i, layer) in layers.iter().enumerate() {
+        let relu = relu_last || i + 1 < layers.len();
+        match i {
+            0 => dense(x, ldx, rows, layer, a, rows, relu),
+            _ if i % 2 == 1 => dense(a, rows, rows, layer, b, rows, relu),
+            _ => dense(b, rows, rows, layer, a, rows, relu),
+        }
+    }
+    match layers.len() {
+        0 => (x, ldx),
+        n if n % 2 == 1 => (&a[..], rows),
+        _ => (&b[..], rows),
+    }
+}
+
+/// Per-thread buffers of one group.
+#[derive(Debug)]
+struct Scratch {
+    /// (candidates per group, horizon, particles) the buffers are sized for.
+    shape: (usize, usize, usize),
+    /// One candidate's noise as [`Rollout::noise`] draws it.
+    own: Vec<f32>,
+    /// The group's noise, `[step][dim][row]`.
+    eps: Vec<f32>,
+    /// Latent after each step, `[step][feature][row]`: `latent` dims, then the two action
+    /// features the next step's dynamics reads.
+    zs: Vec<f32>,
+    /// Step 0's dynamics input, `[feature][candidate]`.
+    first: Vec<f32>,
+    bufs: [Vec<f32>; 2],
+    logits: Vec<f32>,
+    out: RolloutStats,
+}
+
+impl FusedModels {
+    /// Packs the agent's latent modules (reads every weight once).
+    pub fn from_agent(agent: &Agent) -> Result<Self> {
+        let (mu, std) = delta_scale(&agent.dynamics)?;
+        let (mu, std) = (mu.to_vec1::<f32>()?, std.to_vec1::<f32>()?);
+        let latent = mu.len();
+        let dynamics = (0..crate::model::dynamics::MEMBERS)
+            .map(|i| {
+                let mut layers = dynamics_member(agent, i)?;
+                let last = layers.last_mut().expect("dynamics MLP has layers");
+                // delta = μ + std·(mean + σ·ε): scale the mean outputs, shift the log-stds.
+                for d in 0..latent {
+                    for w in &mut last.w[d * last.k..(d + 1) * last.k] {
+                        *w *= std[d];
+                    }
+                    last.b[d] = last.b[d] * std[d] + mu[d];
+                    last.b[latent + d] += std[d].ln();
+                }
+                Ok(layers
+                    .iter()
+                    .map(|l| PackedLayer::new(l.k, l.n, &l.w, &l.b))
+                    .collect())
+            })
+            .collect::<Result<_>>()?;
+        let mut terminal: Vec<Head> = agent
+            .value
+            .online
+            .iter()
+            .map(Head::new)
+            .collect::<Result<_>>()?;
+        terminal.push(Head::new(&agent.safe_set.online.net)?);
+        Ok(Self {
+            latent,
+            dynamics,
+            step: vec![
+                Head::new(&agent.constraint.net)?,
+                Head::new(&agent.goal.net)?,
+            ],
+            terminal,
+            scratch: (0..=candle_core::utils::barrier_pool().n_workers())
+                .map(|_| Mutex::new(None))
+                .collect(),
+        })
+    }
+
+    fn scratch(&self, job: &Rollout, group: usize) -> Scratch {
+        let (h, l) = (job.horizon, self.latent);
+        let rows = group * job.particles;
+        let widest = self
+            .dynamics
+            .iter()
+            .flatten()
+            .map(|x| x.n())
+            .chain(self.step.iter().chain(&self.terminal).map(Head::width))
+            .max()
+            .unwrap_or(0);
+        let heads = self.step.len().max(self.terminal.len());
+        Scratch {
+            shape: (group, h, job.particles),
+            own: vec![0.0; job.noise_len()],
+            eps: vec![0.0; h * l * rows],
+            zs: vec![0.0; h * (l + 2) * rows],
+            first: vec![0.0; (l + 2) * group],
+            bufs: [vec![0.0; widest * rows], vec![0.0; widest * rows]],
+            logits: vec![0.0; heads * rows],
+            out: RolloutStats::zeros(group, h, l),
+        }
+    }
+
+    /// Imagines every candidate of `job` on all threads of candle's CPU pool.
+    pub fn rollout(&self, job: &Rollout) -> RolloutStats {
+        self.rollout_profiled(job).0
+    }
+
+    /// [`FusedModels::rollout`], also reporting where the threads spent their time.
+    pub fn rollout_profiled(&self, job: &Rollout) -> (RolloutStats, Profile) {
+        let n = job.population;
+        // Groups of about GROUP_ROWS particles, but at least 4 per thread to share the work out.
+        let group = (GROUP_ROWS / job.particles)
+            .min(n.div_ceil(4 * self.scratch.len()))
+            .max(1);
+        let groups = n.div_ceil(group);
+        let next = AtomicUsize::new(0);
+        let result = Mutex::new(RolloutStats::zeros(n, job.horizon, self.latent));
+        let profile = Mutex::new(Profile::default());
+        let threads = AtomicUsize::new(0);
+        candle_core::utils::barrier_pool().execute(|tid| {
+            let mut slot = self.scratch[tid].lock().expect("scratch lock");
+            let mut mine = Profile::default();
+            let mut worked = false;
+            loop {
+                let g = next.fetch_add(1, Ordering::Relaxed);
+                if g >= groups {
+                    break;
+                }
+                if slot
+                    .as_ref()
+                    .is_none_or(|s| s.shape != (group, job.horizon, job.particles))
+                {
+                    *slot = Some(self.scratch(job, group));
+                }
+                let s = slot.as_mut().expect("scratch just made");
+                let (c0, c1) = (g * group, (g * group + group).min(n));
+                self.group(job, c0, c1, s, &mut mine);
+                let mut all = result.lock().expect("rollout result lock");
+                copy_group(&s.out, &mut all, c0, c1, job.horizon, self.latent);
+                worked = true;
+            }
+            if worked {
+                threads.fetch_add(1, Ordering::Relaxed);
+            }
+            profile.lock().expect("profile lock").add(&mine);
+        });
+        let mut profile = profile.into_inner().expect("profile lock");
+        profile.threads = threads.into_inner();
+        (result.into_inner().expect("rollout result lock"), profile)
+    }
+
+    /// Candidates `c0..c1`, summarised into `s.out` (indexed from 0).
+    fn group(&self, job: &Rollout, c0: usize, c1: usize, s: &mut Scratch, prof: &mut Profile) {
+        let mut clock = Instant::now();
+        let mut lap = |slot: &mut f64| {
+            let now = Instant::now();
+            *slot += (now - clock).as_secs_f64();
+            clock = now;
+        };
+        let (h, p, l) = (job.horizon, job.particles, self.latent);
+        let (cands, rows) = (c1 - c0, (c1 - c0) * p);
+        // strides of the buffers, sized for a full group
+        let (ld, ldc) = (s.shape.0 * p, s.shape.0);
+        let step = |t: usize| t * (l + 2) * ld;
+
+        for c in 0..cands {
+            job.noise(c0 + c, &mut s.own);
+            for t in 0..h {
+                for q in 0..p {
+                    let src = &s.own[(t * p + q) * l..(t * p + q + 1) * l];
+                    for (d, &e) in src.iter().enumerate() {
+                        s.eps[(t * l + d) * ld + c * p + q] = e;
+                    }
+                }
+            }
+        }
+        lap(&mut prof.noise);
+
+        // Step 0: one prediction per candidate, then its particles' samples.
+        for d in 0..l {
+            s.first[d * ldc..d * ldc + cands].fill(job.start[d]);
+        }
+        for c in 0..cands {
+            let a = job.action(c0 + c, 0);
+            s.first[l * ldc + c] = a[0];
+            s.first[(l + 1) * ldc + c] = a[1];
+        }
+        let dynamics = &self.dynamics[job.members[0]];
+        let (pred, lp) = forward(dynamics, &s.first, ldc, cands, &mut s.bufs, false);
+        for d in 0..l {
+            for c in 0..cands {
+                let (mean, std) = (pred[d * lp + c], pred[(l + d) * lp + c].exp());
+                let base = job.start[d] + mean;
+                let at = d * ld + c * p;
+                for (z, e) in s.zs[at..at + p].iter_mut().zip(&s.eps[at..at + p]) {
+                    *z = base + std * e;
+                }
+            }
+        }
+
+        for t in 1..h {
+            let (done, rest) = s.zs.split_at_mut(step(t));
+            let prev = &mut done[step(t - 1)..];
+            for c in 0..cands {
+                let a = job.action(c0 + c, t);
+                prev[l * ld + c * p..l * ld + (c + 1) * p].fill(a[0]);
+                prev[(l + 1) * ld + c * p..(l + 1) * ld + (c + 1) * p].fill(a[1]);
+            }
+            let dynamics = &self.dynamics[job.members[t]];
+            let (pred, lp) = forward(dynamics, prev, ld, rows, &mut s.bufs, false);
+            for d in 0..l {
+                let e = (t * l + d) * ld;
+                gaussian_step(
+                    &prev[d * ld..d * ld + rows],
+                    &pred[d * lp..d * lp + rows],
+                    &pred[(l + d) * lp..(l + d) * lp + rows],
+                    &s.eps[e..e + rows],
+                    &mut rest[d * ld..d * ld + rows],
+                );
+            }
+        }
+        lap(&mut prof.dynamics);
+
+        // Constraint and goal on every step; summaries per candidate.
+        for t in 0..h {
+            let z = &s.zs[step(t)..step(t + 1)];
+            logits(&self.step, z, ld, rows, &mut s.bufs, &mut s.logits, ld);
+            for c in 0..cands {
+                let cons = &s.logits[c * p..(c + 1) * p];
+                let goal = &s.logits[ld + c * p..ld + (c + 1) * p];
+                let max = cons.iter().copied().fold(f32::NEG_INFINITY, nan_max);
+                s.out.constraint[c * h + t] = sigmoid(max);
+                s.out.goal_logit[c * h + t] = goal.iter().sum::<f32>() / p as f32;
+                for d in 0..l {
+                    let sum: f32 = z[d * ld + c * p..d * ld + (c + 1) * p].iter().sum();
+                    s.out.latents[(c * h + t) * l + d] = sum / p as f32;
+                }
+            }
+        }
+        lap(&mut prof.step_heads);
+
+        // Value members and safe set on the final latents.
+        let z = &s.zs[step(h - 1)..step(h)];
+        logits(&self.terminal, z, ld, rows, &mut s.bufs, &mut s.logits, ld);
+        let members = self.terminal.len() - 1;
+        for c in 0..cands {
+            let (mut value, mut safe) = (0f32, 0f32);
+            for q in 0..p {
+                let r = c * p + q;
+                let v: f32 = (0..members).map(|m| s.logits[m * ld + r]).sum();
+                value += v / members as f32;
+                safe += sigmoid(s.logits[members * ld + r]);
+            }
+            s.out.value[c] = value / p as f32;
+            s.out.safe_set[c] = safe / p as f32;
+        }
+        lap(&mut prof.final_heads);
+    }
+}
+
+/// Thread-seconds of a fused rollout by phase, summed over the threads that took part.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Profile {
+    /// Drawing the particles' Gaussian noise.
+    pub noise: f64,
+    /// The dynamics MLP and the sampled latent steps.
+    pub dynamics: f64,
+    /// Constraint and goal heads on every step, and the per-step summaries.
+    pub step_heads: f64,
+    /// Value members and safe set on the final latents.
+    pub final_heads: f64,
+    /// Threads that processed at least one group.
+    pub threads: usize,
+}
+
+impl Profile {
+    /// Sums another profile's phases into this one.
+    pub fn add(&mut self, o: &Profile) {
+        self.noise += o.noise;
+        self.dynamics += o.dynamics;
+        self.step_heads += o.step_heads;
+        self.final_heads += o.final_heads;
+        self.threads = self.threads.max(o.threads);
+    }
+
+    /// All phases.
+    pub fn total(&self) -> f64 {
+        self.noise + self.dynamics + self.step_heads + self.final_heads
+    }
+}
+
+/// Dynamics member `i`'s layers, read from the module's variables by their checkpoint names
+/// (`models.{i}.delta_network.model.{0,2,…}`); the ensemble keeps its member nets private.
+fn dynamics_member(agent: &Agent, i: usize) -> Result<Vec<HostLinear>> {
+    let vars = agent
+        .vars(ModuleKind::Dyn)
+        .data()
+        .lock()
+        .expect("var map lock");
+    let mut layers = Vec::new();
+    loop {
+        let stem = format!("models.{i}.delta_network.model.{}", 2 * layers.len());
+        let (Some(w), Some(b)) = (
+            vars.get(&format!("{stem}.weight")),
+            vars.get(&format!("{stem}.bias")),
+        ) else {
+            break;
+        };
+        layers.push(host_linear(w.as_tensor(), Some(b.as_tensor()))?);
+    }
+    if layers.is_empty() {
+        return Err(candle_core::Error::Msg(format!(
+            "dynamics member {i} has no layers"
+        )));
+    }
+    Ok(layers)
+}
+
+/// Max that lets a NaN through, so a NaN particle makes the candidate's constraint NaN.
+fn nan_max(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() {
+        f32::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+fn copy_group(g: &RolloutStats, all: &mut RolloutStats, c0: usize, c1: usize, h: usize, l: usize) {
+    let n = c1 - c0;
+    all.value[c0..c1].copy_from_slice(&g.value[..n]);
+    all.safe_set[c0..c1].copy_from_slice(&g.safe_set[..n]);
+    all.constraint[c0 * h..c1 * h].copy_from_slice(&g.constraint[..n * h]);
+    all.goal_logit[c0 * h..c1 * h].copy_from_slice(&g.goal_logit[..n * h]);
+    all.latents[c0 * h * l..c1 * h * l].copy_from_slice(&g.latents[..n * h * l]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::EnvKind;
+    use crate::model::agent::AgentSpec;
+    use crate::planner::models::tensor_rollout;
+    use candle_core::{Device, Tensor};
+
+    fn agent_with_delta_normalisation() -> Agent {
+        let agent = Agent::new(AgentSpec::for_env(EnvKind::Navigation), &Device::Cpu, 3).unwrap();
+        let vars = agent.vars(ModuleKind::Dyn).data().lock().unwrap();
+        let mean: Vec<f32> = (0..32).map(|d| 0.01 * d as f32 - 0.1).collect();
+        let var: Vec<f32> = (0..32).map(|d| 0.2 + 0.05 * d as f32).collect();
+        vars["delta_rms.mean"]
+            .set(&Tensor::new(mean, &Device::Cpu).unwrap())
+            .unwrap();
+        vars["delta_rms.var"]
+            .set(&Tensor::new(var, &Device::Cpu).unwrap())
+            .unwrap();
+        drop(vars);
+        agent
+    }
+
+    fn job(population: usize, particles: usize, horizon: usize) -> Rollout {
+        let actions = (0..population * horizon * 2)
+            .map(|i| ((i * 7919) % 601) as f32 / 100.0 - 3.0)
+            .collect();
+        Rollout {
+            start: (0..32).map(|d| (d as f32 * 0.37).sin()).collect(),
+            actions,
+            population,
+            horizon,
+            particles,
+            members: (0..horizon).map(|t| (t * 3 + 1) % 5).collect(),
+            noise_seed: 11,
+        }
+    }
+
+    fn assert_close(name: &str, fused: &[f32], tensor: &[f32]) {
+        assert_eq!(fused.len(), tensor.len(), "{name} length");
+        for (i, (a, b)) in fused.iter().zip(tensor).enumerate() {
+            assert!(
+                (a - b).abs() <= 2e-4 * (1.0 + b.abs()),
+                "{name}[{i}]: fused {a}, tensor {b}"
+            );
+        }
+    }
+
+    #[test]
+    fn fused_rollout_matches_the_tensor_rollout() {
+        let agent = agent_with_delta_normalisation();
+        let fused = FusedModels::from_agent(&agent).unwrap();
+        // one group; groups with a partial last one; a candidate over two head blocks; …
+        for (n, p, h) in [(7, 3, 3), (9, 50, 2), (2, 250, 3), (5, 1, 1), (40, 7, 2)] {
+            let job = job(n, p, h);
+            let (f, t) = (fused.rollout(&job), tensor_rollout(&agent, &job).unwrap());
+            assert_close("value", &f.value, &t.value);
+            assert_close("safe set", &f.safe_set, &t.safe_set);
+            assert_close("constraint", &f.constraint, &t.constraint);
+            assert_close("goal", &f.goal_logit, &t.goal_logit);
+            assert_close("latents", &f.latents, &t.latents);
+        }
+    }
+
+    #[test]
+    fn the_agent_uses_the_fused_rollout_on_the_cpu() {
+        let agent = agent_with_delta_normalisation();
+        let job = job(4, 2, 2);
+        let via_trait = crate::planner::LatentModels::rollout(&agent, &job).unwrap();
+        assert_eq!(
+            via_trait,
+            FusedModels::from_agent(&agent).unwrap().rollout(&job)
+        );
+    }
+}

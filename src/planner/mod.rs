@@ -1,0 +1,112 @@
+//! The safe-set CEM planner (LS3_SPEC §4): sample action sequences, imagine them through the
+//! latent dynamics ensemble, keep those that avoid predicted constraint violations and end inside
+//! the learned safe set, refit, and execute the first action of the best plan.
+//!
+//! - [`cem`]: the [`Planner`] (sampling, scoring, elites, threshold decay, random fallback).
+//! - [`models`]: the [`LatentModels`] seam between the planner and the networks, with a portable
+//!   tensor rollout that any implementation gets for free.
+//! - [`fused`] and [`kernel`]: the agent's CPU fast path (the whole rollout of a group of
+//!   candidates in cache, on every core).
+//! - [`record`]: the [`PlanRecord`] the views draw.
+
+pub mod cem;
+pub mod fused;
+pub mod kernel;
+pub mod models;
+pub mod record;
+#[cfg(test)]
+mod testing;
+
+pub use cem::{PlanError, Planner};
+pub use models::{LatentModels, Rollout, RolloutStats};
+pub use record::PlanRecord;
+
+use serde::{Deserialize, Serialize};
+
+/// Every planner setting (LS3_SPEC §4); all of them may change between two `plan` calls.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PlannerConfig {
+    /// Candidate action sequences per CEM iteration.
+    pub population: usize,
+    /// Candidates the sampling distribution is refitted to (fewer when fewer are feasible).
+    pub elites: usize,
+    /// CEM iterations; the models score the candidates of all but the last, which only refits
+    /// (with 1, the single iteration is scored).
+    pub iterations: usize,
+    /// Imagined rollouts per candidate.
+    pub particles: usize,
+    /// Plan length in steps.
+    pub horizon: usize,
+    /// A plan must end where the mean safe-set probability reaches this (before decays).
+    pub safe_set_threshold: f32,
+    /// Factor applied to the safe-set threshold whenever no candidate is feasible.
+    pub threshold_decay: f32,
+    /// Threshold reductions allowed per action; one more and the planner acts randomly.
+    pub max_decays: usize,
+    /// A step violates the constraint when any particle's constraint probability exceeds this.
+    pub constraint_threshold: f32,
+    /// A step counts as reaching the goal when the particles' mean goal *logit* exceeds this.
+    pub goal_threshold: f32,
+    /// Share of the first iteration's candidates drawn uniformly; the rest come from the previous
+    /// action's elite distribution (1.0: always uniform, as in the paper).
+    pub random_percent: f32,
+    /// Ablation: plans need not end in the safe set.
+    pub ignore_safe_set: bool,
+    /// Ablation: predicted constraint violations are not penalised.
+    pub ignore_constraints: bool,
+}
+
+impl Default for PlannerConfig {
+    fn default() -> Self {
+        Self {
+            population: 1000,
+            elites: 100,
+            iterations: 5,
+            particles: 20,
+            horizon: 5,
+            safe_set_threshold: 0.8,
+            threshold_decay: 0.8,
+            max_decays: 5,
+            constraint_threshold: 0.2,
+            goal_threshold: 0.5,
+            random_percent: 1.0,
+            ignore_safe_set: false,
+            ignore_constraints: false,
+        }
+    }
+}
+
+impl PlannerConfig {
+    /// CEM iterations whose candidates the models score.
+    pub fn scored_iterations(&self) -> usize {
+        self.iterations.saturating_sub(1).max(1)
+    }
+
+    /// Checks the sizes (every count at least 1) and the thresholds (finite).
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("population", self.population),
+            ("elites", self.elites),
+            ("iterations", self.iterations),
+            ("particles", self.particles),
+            ("horizon", self.horizon),
+        ] {
+            if v == 0 {
+                return Err(format!("planner {name} must be at least 1"));
+            }
+        }
+        for (name, v) in [
+            ("safe_set_threshold", self.safe_set_threshold),
+            ("threshold_decay", self.threshold_decay),
+            ("constraint_threshold", self.constraint_threshold),
+            ("goal_threshold", self.goal_threshold),
+            ("random_percent", self.random_percent),
+        ] {
+            if !v.is_finite() {
+                return Err(format!("planner {name} must be finite, got {v}"));
+            }
+        }
+        Ok(())
+    }
+}

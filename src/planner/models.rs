@@ -1,0 +1,309 @@
+//! The seam between the planner and the networks: [`LatentModels`] names the four things the
+//! planner asks of the models, and [`LatentModels::rollout`] imagines and summarises a whole
+//! population at once. The default rollout composes the primitives with batched tensor ops on
+//! the models' device; the agent overrides it on the CPU with the fused path of [`super::fused`].
+
+use super::fused::FusedModels;
+use crate::model::agent::Agent;
+use crate::model::dynamics::{Dynamics, MEMBERS};
+use crate::model::mlp::Mlp;
+use candle_core::{D, Device, IndexOp, Result, Tensor};
+use candle_nn::ops::sigmoid;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use rand_distr::{Distribution, StandardNormal};
+
+/// The models the planner imagines with. Tensors are `[B, latent]` latents and `[B, 2]` actions on
+/// [`LatentModels::device`].
+pub trait LatentModels {
+    /// Where the models' tensors live.
+    fn device(&self) -> &Device;
+    /// Members of the dynamics ensemble.
+    fn dynamics_members(&self) -> usize;
+    /// Member `member`'s Gaussian over the latent delta z′ − z: (mean, log-std), each `[B, latent]`.
+    fn dynamics(&self, member: usize, z: &Tensor, a: &Tensor) -> Result<(Tensor, Tensor)>;
+    /// Constraint and goal logits of every latent: `[B, 2]`.
+    fn step_heads(&self, z: &Tensor) -> Result<Tensor>;
+    /// Value (ensemble mean) and safe-set logit of final latents: `[B, 2]`.
+    fn final_heads(&self, z: &Tensor) -> Result<Tensor>;
+    /// Imagines every candidate of `job` and summarises it over its particles.
+    fn rollout(&self, job: &Rollout) -> Result<RolloutStats> {
+        tensor_rollout(self, job)
+    }
+    /// The models packed for the CPU fast path, if they have one: the planner takes this snapshot
+    /// once per call (the weights do not change during a call) and then rolls out through it
+    /// instead of [`LatentModels::rollout`].
+    fn packed(&self) -> Result<Option<FusedModels>> {
+        Ok(None)
+    }
+}
+
+/// One scoring of a CEM population: who to imagine, with which ensemble members and noise.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rollout {
+    /// The latent every particle starts from.
+    pub start: Vec<f32>,
+    /// Candidate action sequences, `[population][horizon][2]`.
+    pub actions: Vec<f32>,
+    pub population: usize,
+    pub horizon: usize,
+    pub particles: usize,
+    /// The dynamics member used at each step (all particles of all candidates), `[horizon]`.
+    pub members: Vec<usize>,
+    /// Seeds the per-candidate noise streams of [`Rollout::noise`].
+    pub noise_seed: u64,
+}
+
+impl Rollout {
+    /// Size of a latent.
+    pub fn latent(&self) -> usize {
+        self.start.len()
+    }
+
+    /// Action `t` of candidate `c`.
+    pub fn action(&self, c: usize, t: usize) -> [f32; 2] {
+        let i = (c * self.horizon + t) * 2;
+        [self.actions[i], self.actions[i + 1]]
+    }
+
+    /// Floats of noise per candidate: horizon × particles × latent.
+    pub fn noise_len(&self) -> usize {
+        self.horizon * self.particles * self.latent()
+    }
+
+    /// Candidate `c`'s standard-normal noise ε, ordered `[step][particle][dim]`. Every candidate
+    /// has its own stream, so any grouping of candidates (threads, chunks, devices) imagines the
+    /// same particles.
+    pub fn noise(&self, c: usize, out: &mut [f32]) {
+        let seed = crate::seed::derive(self.noise_seed, "rollout-noise", c as u64);
+        let mut rng = SmallRng::seed_from_u64(seed);
+        for x in out.iter_mut() {
+            *x = StandardNormal.sample(&mut rng);
+        }
+    }
+}
+
+/// Per-candidate summaries of a rollout (host memory; the planner scores them).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RolloutStats {
+    /// Mean over particles of the value at the final latent, `[population]`.
+    pub value: Vec<f32>,
+    /// Mean over particles of the safe-set probability at the final latent, `[population]`.
+    pub safe_set: Vec<f32>,
+    /// Max over particles of the constraint probability, `[population][horizon]`.
+    pub constraint: Vec<f32>,
+    /// Mean over particles of the goal logit, `[population][horizon]`.
+    pub goal_logit: Vec<f32>,
+    /// Mean over particles of the latent after each step, `[population][horizon][latent]`.
+    pub latents: Vec<f32>,
+}
+
+impl RolloutStats {
+    /// Zeroed summaries of `population` candidates.
+    pub fn zeros(population: usize, horizon: usize, latent: usize) -> Self {
+        Self {
+            value: vec![0.0; population],
+            safe_set: vec![0.0; population],
+            constraint: vec![0.0; population * horizon],
+            goal_logit: vec![0.0; population * horizon],
+            latents: vec![0.0; population * horizon * latent],
+        }
+    }
+}
+
+/// The portable rollout: every step of all `population × particles` particles as one batch on the
+/// models' device, the heads on all steps at once, one upload of the noise and one download of
+/// the summaries. Rows are candidate-major (`c · particles + p`).
+pub fn tensor_rollout<M: LatentModels + ?Sized>(m: &M, job: &Rollout) -> Result<RolloutStats> {
+    let dev = m.device();
+    let (n, h, p, l) = (job.population, job.horizon, job.particles, job.latent());
+    let rows = n * p;
+
+    let mut noise = vec![0f32; h * rows * l];
+    let mut own = vec![0f32; job.noise_len()];
+    for c in 0..n {
+        job.noise(c, &mut own);
+        for t in 0..h {
+            for q in 0..p {
+                let src = (t * p + q) * l;
+                let dst = (t * rows + c * p + q) * l;
+                noise[dst..dst + l].copy_from_slice(&own[src..src + l]);
+            }
+        }
+    }
+    let noise = Tensor::from_vec(noise, (h, rows, l), dev)?;
+    let actions = Tensor::from_slice(&job.actions, (n, h, 2), dev)?;
+    let z0 = Tensor::from_slice(&job.start, (1, l), dev)?;
+    let per_particle = |x: &Tensor| -> Result<Tensor> {
+        let d = x.dim(1)?;
+        x.unsqueeze(1)?.broadcast_as((n, p, d))?.reshape((rows, d))
+    };
+
+    // Step 0 starts every particle of a candidate from the same (z0, a0): one prediction each.
+    let a0 = actions.i((.., 0, ..))?.contiguous()?;
+    let (mean, log_std) =
+        m.dynamics(job.members[0], &z0.broadcast_as((n, l))?.contiguous()?, &a0)?;
+    let delta = (per_particle(&mean)? + (per_particle(&log_std)?.exp()? * noise.get(0)?)?)?;
+    let mut z = delta.broadcast_add(&z0)?;
+    let mut zs = vec![z.clone()];
+    for t in 1..h {
+        let a = per_particle(&actions.i((.., t, ..))?.contiguous()?)?;
+        let (mean, log_std) = m.dynamics(job.members[t], &z, &a)?;
+        z = ((z + mean)? + (log_std.exp()? * noise.get(t)?)?)?;
+        zs.push(z.clone());
+    }
+
+    let all = Tensor::stack(&zs, 0)?; // [h, rows, l]
+    let heads = m
+        .step_heads(&all.reshape((h * rows, l))?)?
+        .reshape((h, n, p, 2))?;
+    let constraint = sigmoid(&heads.i((.., .., .., 0))?.max(2)?)?.t()?; // [n, h]
+    let goal = heads.i((.., .., .., 1))?.mean(2)?.t()?;
+    let last = m.final_heads(&zs[h - 1])?.reshape((n, p, 2))?;
+    let value = last.i((.., .., 0))?.mean(1)?;
+    let safe = sigmoid(&last.i((.., .., 1))?.contiguous()?)?.mean(1)?;
+    let latents = all.reshape((h, n, p, l))?.mean(2)?.transpose(0, 1)?;
+
+    let host = |x: Tensor| x.flatten_all()?.to_vec1::<f32>();
+    Ok(RolloutStats {
+        value: host(value)?,
+        safe_set: host(safe)?,
+        constraint: host(constraint)?,
+        goal_logit: host(goal)?,
+        latents: host(latents)?,
+    })
+}
+
+/// MLPs of equal shape that read the same input, evaluated together: the first layers side by
+/// side as one wide matmul, the deeper layers stacked per head for batched matmuls.
+pub struct HeadStack {
+    first_w: Tensor,
+    first_b: Tensor,
+    rest: Vec<(Tensor, Tensor)>,
+    heads: usize,
+}
+
+impl HeadStack {
+    /// Stacks the heads' weights (copies; build it once per batch of work).
+    pub fn new(nets: &[&Mlp]) -> Result<Self> {
+        let bias = |m: &Mlp, j: usize| -> Result<Tensor> {
+            m.layers()[j]
+                .bias()
+                .cloned()
+                .ok_or_else(|| candle_core::Error::Msg("planner heads need biases".into()))
+        };
+        let first_w = Tensor::cat(
+            &nets
+                .iter()
+                .map(|m| m.layers()[0].weight().t())
+                .collect::<Result<Vec<_>>>()?,
+            1,
+        )?
+        .contiguous()?;
+        let first_b = Tensor::cat(
+            &nets
+                .iter()
+                .map(|m| bias(m, 0))
+                .collect::<Result<Vec<_>>>()?,
+            0,
+        )?;
+        let depth = nets[0].layers().len();
+        let rest = (1..depth)
+            .map(|j| {
+                let ws = nets
+                    .iter()
+                    .map(|m| m.layers()[j].weight().t())
+                    .collect::<Result<Vec<_>>>()?;
+                let bs = nets
+                    .iter()
+                    .map(|m| bias(m, j)?.unsqueeze(0))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((Tensor::stack(&ws, 0)?.contiguous()?, Tensor::stack(&bs, 0)?))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            first_w,
+            first_b,
+            rest,
+            heads: nets.len(),
+        })
+    }
+
+    /// `[B, in]` → `[B, heads]` (each head's single output).
+    pub fn forward(&self, z: &Tensor) -> Result<Tensor> {
+        let b = z.dim(0)?;
+        let mut x = z
+            .matmul(&self.first_w)?
+            .broadcast_add(&self.first_b)?
+            .relu()?;
+        let width = x.dim(1)? / self.heads;
+        x = x
+            .reshape((b, self.heads, width))?
+            .transpose(0, 1)?
+            .contiguous()?;
+        for (i, (w, bias)) in self.rest.iter().enumerate() {
+            x = x.matmul(w)?.broadcast_add(bias)?;
+            if i + 1 < self.rest.len() {
+                x = x.relu()?;
+            }
+        }
+        x.squeeze(D::Minus1)?.t()
+    }
+}
+
+/// The dynamics' delta statistics as (mean, std): the model predicts normalised deltas, so a
+/// latent-space delta is `mean + std · prediction`. Without normalisation the statistics keep
+/// their initial (0, 1) and this is the identity.
+pub fn delta_scale(d: &Dynamics) -> Result<(Tensor, Tensor)> {
+    Ok((d.delta_mean.clone(), (&d.delta_var + 1e-8)?.sqrt()?))
+}
+
+impl LatentModels for Agent {
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn dynamics_members(&self) -> usize {
+        MEMBERS
+    }
+
+    fn dynamics(&self, member: usize, z: &Tensor, a: &Tensor) -> Result<(Tensor, Tensor)> {
+        let p = self.dynamics.member(member, z, a)?;
+        let (mu, std) = delta_scale(&self.dynamics)?;
+        Ok((
+            p.mean.broadcast_mul(&std)?.broadcast_add(&mu)?,
+            p.log_std.broadcast_add(&std.log()?)?,
+        ))
+    }
+
+    fn step_heads(&self, z: &Tensor) -> Result<Tensor> {
+        HeadStack::new(&[&self.constraint.net, &self.goal.net])?.forward(z)
+    }
+
+    fn final_heads(&self, z: &Tensor) -> Result<Tensor> {
+        let mut nets: Vec<&Mlp> = self.value.online.iter().collect();
+        nets.push(&self.safe_set.online.net);
+        let out = HeadStack::new(&nets)?.forward(z)?;
+        let k = nets.len() - 1;
+        Tensor::cat(
+            &[out.narrow(1, 0, k)?.mean_keepdim(1)?, out.narrow(1, k, 1)?],
+            1,
+        )
+    }
+
+    /// On the CPU the fused path (all cores, everything in cache); elsewhere the tensor path.
+    fn rollout(&self, job: &Rollout) -> Result<RolloutStats> {
+        match self.packed()? {
+            Some(fused) => Ok(fused.rollout(job)),
+            None => tensor_rollout(self, job),
+        }
+    }
+
+    fn packed(&self) -> Result<Option<FusedModels>> {
+        if self.device.is_cpu() {
+            Ok(Some(FusedModels::from_agent(self)?))
+        } else {
+            Ok(None)
+        }
+    }
+}

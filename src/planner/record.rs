@@ -1,0 +1,43 @@
+//! What one planner call decided and imagined, as plain data for the plan and latent views.
+
+use super::PlannerConfig;
+use serde::Serialize;
+
+/// One action selection: the executed action, the best candidate of the last scored CEM
+/// iteration (its actions, its imagined latents and what the models said about them) and how the
+/// search went.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PlanRecord {
+    /// The action sent to the environment: the best plan's first action, or a uniformly random
+    /// one when `random_fallback`.
+    pub action: [f32; 2],
+    /// The latent the plan starts from.
+    pub start: Vec<f32>,
+    /// The best candidate's action sequence (`horizon` actions).
+    pub actions: Vec<[f32; 2]>,
+    /// Its imagined latent after each step, mean over particles (`horizon` × latent size), for
+    /// decoding into frames.
+    pub latents: Vec<Vec<f32>>,
+    /// Per step: the largest constraint probability over particles.
+    pub constraint_prob: Vec<f32>,
+    /// Per step: the sigmoid of the particles' mean goal logit.
+    pub goal_prob: Vec<f32>,
+    /// At the final latent: the particles' mean safe-set probability.
+    pub safe_set_prob: f32,
+    /// At the final latent: the particles' mean value (ensemble mean).
+    pub value: f32,
+    /// The candidate's score (value − 1e5·(violations + safe-set miss) + goal count).
+    pub score: f32,
+    /// Feasible candidates in each scored CEM iteration, restarts included, in order.
+    pub feasible: Vec<usize>,
+    /// The safe-set threshold of the last scored iteration (after decays).
+    pub safe_set_threshold: f32,
+    /// How many times no candidate was feasible (each time the threshold was decayed and CEM
+    /// restarted, except the last one when `random_fallback`).
+    pub decays: usize,
+    /// No candidate was feasible even after `max_decays` reductions: the action is random and the
+    /// plan fields describe the last attempt's best (infeasible) candidate.
+    pub random_fallback: bool,
+    /// The settings of this call.
+    pub config: PlannerConfig,
+}

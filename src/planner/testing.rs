@@ -1,0 +1,105 @@
+//! Hand-built latent models for the planner's tests: a 2-d latent moved exactly by the action
+//! (z′ = z + a), a linear value, and constraint, safe-set and goal logits that are steep steps
+//! in x. Every rollout is recorded so tests can count and inspect them.
+
+use super::models::{LatentModels, Rollout, RolloutStats, tensor_rollout};
+use candle_core::{DType, Device, Result, Tensor};
+use std::cell::RefCell;
+
+/// Steepness of the step-shaped logits.
+const STEEP: f64 = 1000.0;
+
+pub struct Toy {
+    device: Device,
+    value: [f32; 2],
+    /// Constraint violated where x exceeds this.
+    forbid_x: Option<f32>,
+    /// Value is NaN where the final x exceeds this.
+    nan_x: Option<f32>,
+    safe_logit: f32,
+    jobs: RefCell<Vec<Rollout>>,
+}
+
+impl Toy {
+    /// No constraint, P(safe set) = 0.99 everywhere, value 0.
+    pub fn new() -> Self {
+        Self {
+            device: Device::Cpu,
+            value: [0.0, 0.0],
+            forbid_x: None,
+            nan_x: None,
+            safe_logit: (0.99f32 / 0.01).ln(),
+            jobs: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Value = w · z at the final latent.
+    pub fn value(mut self, w: [f32; 2]) -> Self {
+        self.value = w;
+        self
+    }
+
+    pub fn forbid_x_above(mut self, x: f32) -> Self {
+        self.forbid_x = Some(x);
+        self
+    }
+
+    pub fn nan_value_x_above(mut self, x: f32) -> Self {
+        self.nan_x = Some(x);
+        self
+    }
+
+    /// P(safe set) = `p` everywhere.
+    pub fn safe_prob(mut self, p: f32) -> Self {
+        self.safe_logit = (p / (1.0 - p)).ln();
+        self
+    }
+
+    /// The rollouts asked for so far.
+    pub fn jobs(&self) -> Vec<Rollout> {
+        self.jobs.borrow().clone()
+    }
+
+    fn x(z: &Tensor) -> Result<Tensor> {
+        z.narrow(1, 0, 1)
+    }
+}
+
+impl LatentModels for Toy {
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn dynamics_members(&self) -> usize {
+        5
+    }
+
+    fn dynamics(&self, _member: usize, _z: &Tensor, a: &Tensor) -> Result<(Tensor, Tensor)> {
+        Ok((a.clone(), a.ones_like()?.affine(0.0, -30.0)?))
+    }
+
+    fn step_heads(&self, z: &Tensor) -> Result<Tensor> {
+        let x = Self::x(z)?;
+        let constraint = match self.forbid_x {
+            Some(level) => x.affine(STEEP, -STEEP * level as f64)?,
+            None => x.affine(0.0, -50.0)?,
+        };
+        Tensor::cat(&[constraint, x.affine(0.0, -10.0)?], 1)
+    }
+
+    fn final_heads(&self, z: &Tensor) -> Result<Tensor> {
+        let w = Tensor::new(&[[self.value[0]], [self.value[1]]], &self.device)?;
+        let mut value = z.matmul(&w)?;
+        if let Some(level) = self.nan_x {
+            let nan = Tensor::full(f32::NAN, value.shape(), &self.device)?;
+            value = Self::x(z)?.gt(level as f64)?.where_cond(&nan, &value)?;
+        }
+        let safe = Tensor::full(self.safe_logit, value.shape(), &self.device)?;
+        Tensor::cat(&[value, safe.to_dtype(DType::F32)?], 1)
+    }
+
+    fn rollout(&self, job: &Rollout) -> Result<RolloutStats> {
+        self.jobs.borrow_mut().push(job.clone());
+        tensor_rollout(self, job)
+    }
+}
