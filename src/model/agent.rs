@@ -152,14 +152,16 @@ impl Agent {
 
     /// Copies every online net into its target net (value members and safe set).
     pub fn sync_targets(&self) -> Result<()> {
-        for m in [ModuleKind::Val, ModuleKind::Ss] {
-            let data = self.vars(m).data().lock().expect("var map lock");
-            for (name, var) in data.iter() {
-                if let Some(online) = target_source(name) {
-                    if let Some(src) = data.get(&online) {
-                        var.set(src.as_tensor())?;
-                    }
-                }
+        self.sync_targets_of(ModuleKind::Val)?;
+        self.sync_targets_of(ModuleKind::Ss)
+    }
+
+    /// Copies module `m`'s online nets into its target nets (a no-op for modules without any).
+    pub fn sync_targets_of(&self, m: ModuleKind) -> Result<()> {
+        let data = self.vars(m).data().lock().expect("var map lock");
+        for (name, var) in data.iter() {
+            if let Some(src) = target_source(name).and_then(|s| data.get(&s)) {
+                var.set(src.as_tensor())?;
             }
         }
         Ok(())

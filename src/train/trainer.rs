@@ -6,7 +6,7 @@ use crate::data::augment::random_resized_crops;
 use crate::data::images::{ImagePool, image_tensor};
 use crate::data::replay::{Filter, LatentReplay};
 use crate::env::IMAGE_SIZE;
-use crate::model::agent::{Agent, ModuleKind, target_source};
+use crate::model::agent::{Agent, ModuleKind};
 use crate::model::rng::TensorRng;
 use crate::seed::derive;
 use candle_core::{Tensor, Var};
@@ -212,7 +212,7 @@ impl Trainer {
             _ => 0,
         } as u64;
         if every > 0 && self.iterations[i].is_multiple_of(every) {
-            copy_targets(agent, m)?;
+            agent.sync_targets_of(m)?;
         }
         Ok(value)
     }
@@ -281,17 +281,6 @@ impl Trainer {
         }
         Ok(means)
     }
-}
-
-/// Copies module `m`'s online nets into its target nets.
-pub fn copy_targets(agent: &Agent, m: ModuleKind) -> candle_core::Result<()> {
-    let data = agent.vars(m).data().lock().expect("var map lock");
-    for (name, var) in data.iter() {
-        if let Some(src) = target_source(name).and_then(|s| data.get(&s)) {
-            var.set(src.as_tensor())?;
-        }
-    }
-    Ok(())
 }
 
 /// Folds observed deltas (`[…, latent]`) into the dynamics' running mean and variance (stored in
