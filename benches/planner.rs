@@ -7,7 +7,8 @@
 //! Both ablation switches are on so that every call takes the usual path (4 scored iterations, no
 //! threshold decays): random networks predict violations everywhere. The models compute the
 //! same things either way; only the feasibility test differs.
-//! `LS3_BENCH_TENSOR=1` also times the portable tensor rollout (what a GPU build runs).
+//! `LS3_BENCH_TENSOR=1` also times the portable tensor rollout (what a GPU build runs);
+//! `cargo bench --bench planner -- --plan-only` stops after the three `plan` timings.
 
 use candle_core::{DType, Device, Tensor};
 use ls3::env::EnvKind;
@@ -22,8 +23,13 @@ use std::time::Instant;
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
-    f.get(10).zip(f.get(11)).map_or(0.0, |(u, s)| (u + s) / 100.0)
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    f.get(10)
+        .zip(f.get(11))
+        .map_or(0.0, |(u, s)| (u + s) / 100.0)
 }
 
 /// Times `f` `runs` times after one warm-up; prints and returns the median.
@@ -53,7 +59,9 @@ fn job(cfg: &PlannerConfig, seed: u64) -> Rollout {
     let n = cfg.population * cfg.horizon * 2;
     Rollout {
         start: vec![0.1; 32],
-        actions: (0..n).map(|i| ((i * 7919) % 601) as f32 / 100.0 - 3.0).collect(),
+        actions: (0..n)
+            .map(|i| ((i * 7919) % 601) as f32 / 100.0 - 3.0)
+            .collect(),
         population: cfg.population,
         horizon: cfg.horizon,
         particles: cfg.particles,
@@ -89,6 +97,10 @@ fn main() {
         });
     }
 
+    if std::env::args().any(|a| a == "--plan-only") {
+        return;
+    }
+
     // Where the paper setting's time goes.
     let cfg = PlannerConfig::default();
     println!("\nprofile of the paper setting (per plan call = 4 scored iterations):");
@@ -99,7 +111,7 @@ fn main() {
     let mut total = Profile::default();
     let runs = 8;
     let wall = time("fused rollout 1000×20 (×4 per plan)", runs, || {
-        let (_, p) = fused.rollout_profiled(&job(&cfg, 1));
+        let (_, p) = fused.rollout_profiled(&job(&cfg, 1)).expect("rollout");
         total.add(&p);
     });
     let per = |x: f64| x / (runs + 1) as f64;
@@ -123,7 +135,9 @@ fn main() {
 
     // One thread, one 200→200 layer on a block of 240 rows (the heads' inner loop).
     let (rows, k, n) = (240, 200, 200);
-    let w: Vec<f32> = (0..k * n).map(|i| ((i % 97) as f32 - 48.0) * 1e-3).collect();
+    let w: Vec<f32> = (0..k * n)
+        .map(|i| ((i % 97) as f32 - 48.0) * 1e-3)
+        .collect();
     let layer = PackedLayer::new(k, n, &w, &vec![0.01; n]);
     let x: Vec<f32> = (0..k * rows).map(|i| (i % 13) as f32 * 0.1).collect();
     let mut out = vec![0f32; n * rows];
@@ -134,7 +148,10 @@ fn main() {
         }
         std::hint::black_box(&out);
     });
-    println!("  {:.0} GFLOP/s", 2.0 * (rows * k * n * reps) as f64 / t / 1e9);
+    println!(
+        "  {:.0} GFLOP/s",
+        2.0 * (rows * k * n * reps) as f64 / t / 1e9
+    );
 
     if std::env::var("LS3_BENCH_TENSOR").is_ok_and(|v| v == "1") {
         time("tensor rollout 1000×20 (×4 per plan)", 3, || {

@@ -20,8 +20,13 @@
 //! - **G**: `A = col2im(Wᵀ · Z)` — transposed-convolution forward, convolution input gradient;
 //! - **K**: `dW = Σ_images Z · im2col(A)ᵀ` — the kernel gradient of both.
 //!
+//! Where the kernel covers the whole input image (the encoder's last layer, the decoder's first)
+//! the three are plain matrix products over the batch (`run_dense`); elsewhere images are
+//! processed in chunks, with AVX-512 im2col / col2im where the CPU has it. The first fast-path
+//! call also tunes glibc's allocator ([`retain_freed_memory`]).
+//!
 //! On other devices (the `cuda` feature), other dtypes or other layer kinds the public functions
-//! fall back to candle's own `conv2d` / `conv_transpose2d`.
+//! fall back to candle's own `conv2d` / `conv_transpose2d` (plus `broadcast_add` and `relu`).
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Module, Result, Shape};
 use candle_core::{Storage, Tensor, bail};
@@ -349,6 +354,13 @@ struct SyncPtr(*mut f32);
 unsafe impl Send for SyncPtr {}
 unsafe impl Sync for SyncPtr {}
 
+impl SyncPtr {
+    /// The pointer (a method, so that closures capture the whole `SyncPtr`, not its field).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// Per-thread scratch buffers, kept between calls.
 #[derive(Default)]
 struct Scratch {
@@ -462,7 +474,6 @@ fn run(job: &Job) -> Out {
     // gradient accumulators, one per range in flight, summed at the end
     let accs: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
     for_each_range(chunks, |range| {
-        let (zp, ap) = (zp, ap);
         let mut acc = Vec::new();
         if n_dw + n_db > 0 {
             acc = accs.lock().expect("accumulators").pop().unwrap_or_default();
@@ -515,11 +526,10 @@ fn par_masked(src: &[f32], mask: Option<&[f32]>) -> Option<Vec<f32>> {
     let mut out = vec![0.0f32; src.len()];
     let dst = SyncPtr(out.as_mut_ptr());
     for_each_range(src.len().div_ceil(BLOCK), |range| {
-        let dst = dst;
         for blk in range {
             let (lo, hi) = (blk * BLOCK, src.len().min((blk + 1) * BLOCK));
             // SAFETY: block blk of the output is this item's alone.
-            let d = unsafe { std::slice::from_raw_parts_mut(dst.0.add(lo), hi - lo) };
+            let d = unsafe { std::slice::from_raw_parts_mut(dst.get().add(lo), hi - lo) };
             masked_copy(d, &src[lo..hi], &mask[lo..]);
         }
     });
@@ -546,21 +556,31 @@ fn run_dense(job: &Job) -> Out {
         let dst = SyncPtr(out.as_mut_ptr());
         let step = dense_cols(cols);
         for_each_range(cols.div_ceil(step), |range| {
-            let (dst, lhs, rhs) = (dst, lhs, rhs);
+            let (lhs, rhs) = (lhs, rhs);
             for item in range {
                 let (c0, c1) = (item * step, cols.min((item + 1) * step));
                 // SAFETY: columns c0 .. c1 of out are this item's alone; the views are in
                 // bounds of their operands.
                 unsafe {
                     let rhs = Mat(rhs.0.add(c0 * rhs.2), rhs.1, rhs.2);
-                    mm(rows, c1 - c0, inner, dst.0.add(c0), cols, false, lhs, rhs);
+                    mm(
+                        rows,
+                        c1 - c0,
+                        inner,
+                        dst.get().add(c0),
+                        cols,
+                        false,
+                        lhs,
+                        rhs,
+                    );
                 }
                 if bias.is_none() && !relu {
                     continue;
                 }
                 for r in 0..rows {
                     // SAFETY: as above, written just now.
-                    let row = unsafe { std::slice::from_raw_parts_mut(dst.0.add(r * cols), cols) };
+                    let row =
+                        unsafe { std::slice::from_raw_parts_mut(dst.get().add(r * cols), cols) };
                     for (j, v) in row.iter_mut().enumerate().take(c1).skip(c0) {
                         let x = *v + bias.map_or(0.0, |bias| bias[j / plane]);
                         *v = if relu { x.max(0.0) } else { x };
@@ -661,7 +681,7 @@ unsafe fn run_chunk(
         let wm = Mat(job.w.as_ptr(), ckk, 1);
         // images b0 .. b0 + n of the small-side output are this chunk's alone
         // SAFETY: in bounds of the output's allocation.
-        let out = unsafe { zp.0.add(b0 * small) };
+        let out = unsafe { zp.get().add(b0 * small) };
         if n == 1 {
             // SAFETY: out has room for o × p, col holds ckk × p.
             unsafe { mm(o, p, ckk, out, p, false, wm, colm) };
@@ -739,7 +759,7 @@ unsafe fn run_chunk(
         for i in 0..n {
             // SAFETY: image b0 + i of the big-side output is this chunk's alone; zeroed first.
             let img = unsafe {
-                let img = ap.0.add((b0 + i) * big);
+                let img = ap.get().add((b0 + i) * big);
                 img.write_bytes(0, big);
                 std::slice::from_raw_parts_mut(img, big)
             };

@@ -200,7 +200,7 @@ impl Planner {
         let mut fallback = false;
         let packed = models.packed()?;
         let rollout = |job: &Rollout| match &packed {
-            Some(fused) => Ok(fused.rollout(job)),
+            Some(fused) => fused.rollout(job),
             None => models.rollout(job),
         };
 
@@ -240,13 +240,15 @@ impl Planner {
                         .unwrap_or(0)
                 });
                 let score = scores[index].score;
-                if chosen.is_empty() {
-                    best = Some(Best {
-                        job,
-                        stats,
-                        index,
-                        score,
-                    });
+                let refit =
+                    (!chosen.is_empty()).then(|| Gaussian::fit(&job.actions, &chosen, h * 2));
+                best = Some(Best {
+                    job,
+                    stats,
+                    index,
+                    score,
+                });
+                if refit.is_none() {
                     decays += 1;
                     if decays > cfg.max_decays {
                         fallback = true;
@@ -255,13 +257,7 @@ impl Planner {
                     threshold *= cfg.threshold_decay;
                     continue 'attempts;
                 }
-                dist = Some(Gaussian::fit(&job.actions, &chosen, h * 2));
-                best = Some(Best {
-                    job,
-                    stats,
-                    index,
-                    score,
-                });
+                dist = refit;
             }
             break;
         }

@@ -236,12 +236,13 @@ impl FusedModels {
     }
 
     /// Imagines every candidate of `job` on all threads of candle's CPU pool.
-    pub fn rollout(&self, job: &Rollout) -> RolloutStats {
-        self.rollout_profiled(job).0
+    pub fn rollout(&self, job: &Rollout) -> Result<RolloutStats> {
+        Ok(self.rollout_profiled(job)?.0)
     }
 
     /// [`FusedModels::rollout`], also reporting where the threads spent their time.
-    pub fn rollout_profiled(&self, job: &Rollout) -> (RolloutStats, Profile) {
+    pub fn rollout_profiled(&self, job: &Rollout) -> Result<(RolloutStats, Profile)> {
+        self.check(job)?;
         let n = job.population;
         // Groups of about GROUP_ROWS particles, but at least 4 per thread to share the work out.
         let group = (GROUP_ROWS / job.particles)
@@ -281,7 +282,40 @@ impl FusedModels {
         });
         let mut profile = profile.into_inner().expect("profile lock");
         profile.threads = threads.into_inner();
-        (result.into_inner().expect("rollout result lock"), profile)
+        Ok((result.into_inner().expect("rollout result lock"), profile))
+    }
+
+    /// Rejects a job these models cannot imagine.
+    fn check(&self, job: &Rollout) -> Result<()> {
+        let fail = |what: String| Err(candle_core::Error::Msg(format!("rollout: {what}")));
+        if job.latent() != self.latent {
+            return fail(format!(
+                "start latent has {} values, the models use {}",
+                job.latent(),
+                self.latent
+            ));
+        }
+        if job.population == 0 || job.horizon == 0 || job.particles == 0 {
+            return fail("population, horizon and particles must be at least 1".into());
+        }
+        if job.actions.len() != job.population * job.horizon * 2 {
+            return fail(format!(
+                "{} action values for {} × {} actions",
+                job.actions.len(),
+                job.population,
+                job.horizon
+            ));
+        }
+        if job.members.len() != job.horizon || job.members.iter().any(|&m| m >= self.dynamics.len())
+        {
+            return fail(format!(
+                "members {:?} for a horizon of {} and {} members",
+                job.members,
+                job.horizon,
+                self.dynamics.len()
+            ));
+        }
+        Ok(())
     }
 
     /// Candidates `c0..c1`, summarised into `s.out` (indexed from 0).
@@ -528,7 +562,10 @@ mod tests {
         // one group; groups with a partial last one; a candidate over two head blocks; …
         for (n, p, h) in [(7, 3, 3), (9, 50, 2), (2, 250, 3), (5, 1, 1), (40, 7, 2)] {
             let job = job(n, p, h);
-            let (f, t) = (fused.rollout(&job), tensor_rollout(&agent, &job).unwrap());
+            let (f, t) = (
+                fused.rollout(&job).unwrap(),
+                tensor_rollout(&agent, &job).unwrap(),
+            );
             assert_close("value", &f.value, &t.value);
             assert_close("safe set", &f.safe_set, &t.safe_set);
             assert_close("constraint", &f.constraint, &t.constraint);
@@ -538,13 +575,27 @@ mod tests {
     }
 
     #[test]
+    fn a_job_the_models_cannot_imagine_is_an_error_not_a_panic() {
+        let fused = FusedModels::from_agent(&agent_with_delta_normalisation()).unwrap();
+        let mut short = job(3, 2, 2);
+        short.start.truncate(10);
+        assert!(fused.rollout(&short).is_err());
+        let mut member = job(3, 2, 2);
+        member.members[1] = 5;
+        assert!(fused.rollout(&member).is_err());
+    }
+
+    #[test]
     fn the_agent_uses_the_fused_rollout_on_the_cpu() {
         let agent = agent_with_delta_normalisation();
         let job = job(4, 2, 2);
         let via_trait = crate::planner::LatentModels::rollout(&agent, &job).unwrap();
         assert_eq!(
             via_trait,
-            FusedModels::from_agent(&agent).unwrap().rollout(&job)
+            FusedModels::from_agent(&agent)
+                .unwrap()
+                .rollout(&job)
+                .unwrap()
         );
     }
 }

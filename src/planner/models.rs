@@ -294,7 +294,7 @@ impl LatentModels for Agent {
     /// On the CPU the fused path (all cores, everything in cache); elsewhere the tensor path.
     fn rollout(&self, job: &Rollout) -> Result<RolloutStats> {
         match self.packed()? {
-            Some(fused) => Ok(fused.rollout(job)),
+            Some(fused) => fused.rollout(job),
             None => tensor_rollout(self, job),
         }
     }
