@@ -166,10 +166,7 @@ pub struct ReplayConfig {
     pub capacity: usize,
 }
 
-/// Planner settings (LS3_SPEC §4). Reserved: the planner's issue adds its fields here.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct PlannerConfig {}
+pub use crate::planner::PlannerConfig;
 
 /// A configuration that cannot be trained with, and why.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]

@@ -585,5 +585,13 @@ mod tests {
         assert!(!rec.feasible.is_empty() && rec.feasible.len() <= 2 + 6);
         assert_eq!(rec.config, cfg);
         serde_json::to_string(&rec).unwrap();
+        let again = Planner::for_env(EnvKind::Navigation, 0)
+            .plan(&agent, &z0, &cfg)
+            .unwrap();
+        assert_eq!(
+            again,
+            (a, rec),
+            "the same seed plans the same on the fused path"
+        );
     }
 }
