@@ -100,6 +100,25 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "dyn,val,ss,constr,gi")]
         modules: Vec<String>,
     },
+    /// Runs LS3 end to end (collect → VAE → modules → online rounds), like the original's
+    /// mpc_learning script: trains whatever --checkpoint-folder lacks, writes metrics, GIFs and a
+    /// checkpoint per round into a new run folder, and can resume an interrupted run.
+    Run(cli::run::RunArgs),
+    /// Runs planner episodes with a frozen agent; ends with one JSON line of rates for scripts.
+    Eval(cli::run::EvalArgs),
+    /// Runs LS3 and its two planner ablations (no safe set, no constraints) on one environment
+    /// and writes the comparison table (success, violations, cost of the last rounds, the
+    /// demonstrators' cost) to <OUT>/<env>/results.md.
+    Results(cli::results::ResultsArgs),
+    /// Prints a preset's full configuration as JSON: edit it and pass it to `ls3 run --config`.
+    Config {
+        /// Environment whose per-task numbers to use.
+        #[arg(long, value_enum)]
+        env: EnvKind,
+        /// quick or paper.
+        #[arg(long, value_enum, default_value_t = ls3::config::Preset::Quick)]
+        preset: ls3::config::Preset,
+    },
     /// Convert the original implementation's PyTorch checkpoints into an LS3 Studio checkpoint.
     ///
     /// Reads vae.pth, dyn.pth, val.pth, ss.pth, constr.pth and gi.pth (state dicts saved with
@@ -166,6 +185,14 @@ fn dispatch(cli: Cli) -> Result<()> {
                 threads,
             };
             run_collect(&opts)
+        }
+        Some(Command::Run(args)) => cli::run::run(&args),
+        Some(Command::Eval(args)) => cli::run::eval(&args),
+        Some(Command::Results(args)) => cli::results::results(&args),
+        Some(Command::Config { env, preset }) => {
+            let config = ls3::config::Config::preset(preset, env);
+            println!("{}", serde_json::to_string_pretty(&config)?);
+            Ok(())
         }
         Some(Command::ImportTorch {
             from,

@@ -1,13 +1,14 @@
 //! Presentation of the library's long-running jobs on a terminal: progress bars and summaries.
 //! Only the `ls3` binary uses this; the work itself lives in the library.
 
+pub mod results;
+pub mod run;
 pub mod train;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use ls3::config::Preset;
 use ls3::env::EnvKind;
 use ls3::train::phases::PhaseProgress;
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// Arguments every training command takes.
@@ -33,16 +34,25 @@ pub struct TrainArgs {
     pub seed: u64,
 }
 
-/// One progress bar per phase, created when the phase first reports.
+/// One progress bar for the phase that runs now; a new phase finishes the previous bar.
 #[derive(Default)]
 pub struct PhaseBars {
-    bars: HashMap<String, ProgressBar>,
+    current: Option<(String, ProgressBar)>,
 }
 
 impl PhaseBars {
     /// Shows `p` (phase name, i/n, ETA, latest loss).
     pub fn update(&mut self, p: &PhaseProgress) {
-        let bar = self.bars.entry(p.phase.clone()).or_insert_with(|| {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|(name, _)| *name != p.phase)
+        {
+            if let Some((_, bar)) = self.current.take() {
+                bar.finish();
+            }
+        }
+        let (_, bar) = self.current.get_or_insert_with(|| {
             let b = ProgressBar::new(p.total as u64);
             b.set_style(
                 ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} ({eta}) {msg}")
@@ -50,7 +60,7 @@ impl PhaseBars {
                     .progress_chars("=> "),
             );
             b.set_prefix(p.phase.clone());
-            b
+            (p.phase.clone(), b)
         });
         bar.set_position(p.done as u64);
         if let Some(loss) = p.loss {

@@ -31,9 +31,17 @@ fn start(args: &TrainArgs) -> Result<(Vec<Episode>, Config, RunDir, Agent)> {
     Ok((episodes, config, run, agent))
 }
 
-fn save(agent: &Agent, config: &Config, run: &RunDir, seed: u64) -> Result<()> {
+/// Saves the agent; `trained` lists the modules with trained weights (the others are initial).
+fn save(
+    agent: &Agent,
+    config: &Config,
+    run: &RunDir,
+    seed: u64,
+    trained: &[ModuleKind],
+) -> Result<()> {
     let dir = run.path.join("checkpoint");
-    let meta = serde_json::json!({ "seed": seed, "config": config });
+    let trained: Vec<&str> = trained.iter().map(|m| m.name()).collect();
+    let meta = serde_json::json!({ "seed": seed, "config": config, "trained": trained });
     checkpoint::save(agent, &dir, meta)?;
     println!("checkpoint: {}", dir.display());
     Ok(())
@@ -59,7 +67,7 @@ pub fn train_vae(args: &TrainArgs, png_every: usize) -> Result<()> {
         args.seed,
         &mut |p| bars.update(p),
     )?;
-    save(&agent, &config, &run, args.seed)
+    save(&agent, &config, &run, args.seed, &[ModuleKind::Vae])
 }
 
 /// Trains latent modules over a trained VAE.
@@ -105,5 +113,7 @@ pub fn train_modules(args: &TrainArgs, vae: &Path, modules: &[String]) -> Result
         &run,
         &mut |p| bars.update(p),
     )?;
-    save(&agent, &config, &run, args.seed)
+    let mut trained = vec![ModuleKind::Vae];
+    trained.extend(&modules);
+    save(&agent, &config, &run, args.seed, &trained)
 }

@@ -147,6 +147,35 @@ pub fn save_grid_png(path: &Path, images: &[Vec<f32>], cols: usize) -> Result<()
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// Writes an animated GIF (looping) of RGB frames, each channel-major `3×64×64` bytes, scaled up
+/// `scale`× with nearest-neighbour pixels and shown `delay_ms` each. Written atomically.
+pub fn save_gif(path: &Path, frames: &[&[u8]], scale: u32, delay_ms: u32) -> Result<()> {
+    use image::codecs::gif::{GifEncoder, Repeat};
+    const S: usize = crate::env::IMAGE_SIZE;
+    let scale = scale.max(1);
+    let side = S as u32 * scale;
+    let mut bytes = Vec::new();
+    {
+        let mut encoder = GifEncoder::new_with_speed(&mut bytes, 10);
+        encoder
+            .set_repeat(Repeat::Infinite)
+            .context("configuring the GIF encoder")?;
+        for chw in frames {
+            anyhow::ensure!(chw.len() == 3 * S * S, "GIF frame of {} bytes", chw.len());
+            let img = image::RgbaImage::from_fn(side, side, |x, y| {
+                let i = (y / scale) as usize * S + (x / scale) as usize;
+                image::Rgba([chw[i], chw[S * S + i], chw[2 * S * S + i], 255])
+            });
+            let delay = image::Delay::from_numer_denom_ms(delay_ms, 1);
+            encoder
+                .encode_frame(image::Frame::from_parts(img, 0, 0, delay))
+                .with_context(|| format!("encoding {}", path.display()))?;
+        }
+    }
+    crate::data::dataset::write_atomic(path, &bytes)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,14 +1,24 @@
-//! Training: one Adam optimiser per module and one step per module with the losses of
-//! LS3_SPEC §3, run for any number of iterations in chunks that report their mean loss.
+//! Training: the [`Session`] that runs LS3_SPEC §5 end to end (observed through [`Event`]s), the
+//! [`Actor`] that plays planner episodes, and the [`Trainer`]: one Adam optimiser and one step
+//! per module with the losses of LS3_SPEC §3, run in chunks that report their mean loss.
 //!
 //! [`Trainer`] keeps each module's iteration count across calls, so the target-net copies and
 //! the value's switch from reward-to-go regression to TD updates happen at the same iterations
 //! whether a phase runs in one call or in many small ones between environment steps.
 
+pub mod actor;
 pub mod losses;
+pub mod metrics;
+pub mod observer;
 pub mod phases;
+pub mod results;
+pub mod run_state;
+pub mod session;
 mod trainer;
 
+pub use actor::Actor;
+pub use observer::{Event, Observer};
+pub use session::{Session, SessionOptions, evaluate};
 pub use trainer::Trainer;
 
 use crate::data::replay::ReplayError;

@@ -1,0 +1,251 @@
+//! `ls3 run` (the whole LS3 procedure, resumable) and `ls3 eval` (frozen-model episodes).
+
+use super::PhaseBars;
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use ls3::config::{Config, Preset};
+use ls3::env::EnvKind;
+use ls3::model::checkpoint;
+use ls3::planner::PlannerConfig;
+use ls3::train::metrics::{EpisodeSummary, mean_std};
+use ls3::train::{Event, Session, SessionOptions, evaluate};
+use std::path::{Path, PathBuf};
+
+/// Planner ablations of the paper.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Ablation {
+    /// Full LS3.
+    #[default]
+    None,
+    /// Plans need not end in the learned safe set.
+    NoSafeSet,
+    /// Predicted constraint violations are not penalised.
+    NoConstraints,
+}
+
+impl Ablation {
+    /// Switches the ablation on in `planner`.
+    pub fn apply(self, planner: &mut PlannerConfig) {
+        match self {
+            Ablation::None => {}
+            Ablation::NoSafeSet => planner.ignore_safe_set = true,
+            Ablation::NoConstraints => planner.ignore_constraints = true,
+        }
+    }
+}
+
+/// Arguments of `ls3 run`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct RunArgs {
+    /// Environment: navigation (alias spb), reacher or push. Not needed with --resume.
+    #[arg(long, value_enum, required_unless_present = "resume")]
+    pub env: Option<EnvKind>,
+    /// Hyperparameters: quick (CPU minutes) or paper (the published numbers).
+    #[arg(long, value_enum, default_value_t = Preset::Quick)]
+    pub preset: Preset,
+    /// A configuration JSON (as saved by the app or found in a run's config.json under
+    /// "config") used instead of the preset.
+    #[arg(long, value_name = "JSON", conflicts_with = "preset")]
+    pub config: Option<PathBuf>,
+    /// Seed of every random stream.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Demo sets to train from (<DATA>/<env>/<Set>/); default: collect them into the run folder.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Start from the modules in this checkpoint folder and train only what it lacks.
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint_folder: Option<PathBuf>,
+    /// Planner ablation.
+    #[arg(long, value_enum, default_value_t = Ablation::None)]
+    pub ablation: Ablation,
+    /// Online rounds (default: the preset's num_updates).
+    #[arg(long)]
+    pub rounds: Option<usize>,
+    /// Root of run folders: the run goes to <OUT>/<date>/<time>/.
+    #[arg(long, default_value = "outputs")]
+    pub out: PathBuf,
+    /// Exact run folder instead of a timestamped one; must not exist or be empty.
+    #[arg(long, value_name = "DIR", conflicts_with = "resume")]
+    pub run_dir: Option<PathBuf>,
+    /// Continue an interrupted run in this folder (its config, checkpoints and episodes).
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// Cap the episodes of every demo set (small experiments).
+    #[arg(long, value_name = "N")]
+    pub demo_episodes: Option<usize>,
+}
+
+/// Reads a configuration file: a bare `Config` or a run's `config.json` (`{"config": …}`).
+pub fn read_config(path: &Path) -> Result<Config> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not JSON", path.display()))?;
+    let inner = value.get("config").cloned().unwrap_or(value);
+    serde_json::from_value(inner)
+        .with_context(|| format!("{} is not a configuration", path.display()))
+}
+
+/// `ls3 run`.
+pub fn run(args: &RunArgs) -> Result<()> {
+    let mut session = match &args.resume {
+        Some(dir) => Session::resume(dir)?,
+        None => {
+            let env = args.env.expect("clap requires --env without --resume");
+            let mut config = match &args.config {
+                Some(path) => read_config(path)?,
+                None => Config::preset(args.preset, env),
+            };
+            if config.env != env {
+                bail!("the configuration is for {}, not {env}", config.env);
+            }
+            args.ablation.apply(&mut config.planner);
+            if let Some(r) = args.rounds {
+                config.online.num_updates = r;
+            }
+            let mut opts = match &args.run_dir {
+                Some(dir) => SessionOptions {
+                    run_dir: dir.clone(),
+                    ..SessionOptions::new(config, args.seed, &args.out)?
+                },
+                None => SessionOptions::new(config, args.seed, &args.out)?,
+            };
+            opts.preset = args.config.is_none().then_some(args.preset);
+            opts.data = args.data.clone();
+            opts.checkpoint = args.checkpoint_folder.clone();
+            opts.demo_limit = args.demo_episodes;
+            Session::create(opts)?
+        }
+    };
+    println!("run folder: {}", session.dir().display());
+    let mut view = RunView::default();
+    let result = session.run_to_end(&mut |e| view.event(e));
+    view.clear();
+    result?;
+    println!("finished: {}", session.dir().display());
+    Ok(())
+}
+
+/// Turns session events into progress bars and log lines.
+#[derive(Default)]
+pub struct RunView {
+    bars: PhaseBars,
+    episode: Option<ProgressBar>,
+}
+
+impl RunView {
+    /// Shows one event.
+    pub fn event(&mut self, e: Event) {
+        match e {
+            Event::Progress(p) => self.bars.update(&p),
+            Event::EpisodeStarted { round, index, .. } => {
+                let bar = ProgressBar::new(100);
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{prefix:>14} [{bar:30}] {pos}/{len} steps ({eta})",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
+                );
+                bar.set_prefix(format!("round {} ep {index}", round + 1));
+                self.episode = Some(bar);
+            }
+            Event::Step(s) => {
+                if let Some(bar) = &self.episode {
+                    bar.set_position(s.t as u64 + 1);
+                }
+            }
+            Event::EpisodeFinished(s) => {
+                self.clear();
+                println!("{}", episode_line(&s));
+            }
+            Event::RoundFinished(r) => println!(
+                "round {:>2}: success {:>5.1} %  violations {:>5.1} %  cost {:.1} ± {:.1}  \
+                 (cumulative violations {})",
+                r.round + 1,
+                r.success_rate * 100.0,
+                r.violation_rate * 100.0,
+                r.mean_cost,
+                r.std_cost,
+                r.cumulative_violations
+            ),
+            Event::Checkpoint(p) => println!("checkpoint: {}", p.display()),
+            Event::Loss { .. } | Event::Log(_) => {}
+        }
+    }
+
+    /// Removes the episode bar.
+    pub fn clear(&mut self) {
+        if let Some(bar) = self.episode.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn episode_line(s: &EpisodeSummary) -> String {
+    format!(
+        "episode {:>3}: cost {:>5.1}  {}{}{}",
+        s.index,
+        s.cost,
+        if s.success { "success" } else { "no goal" },
+        if s.violation { "  VIOLATION" } else { "" },
+        if s.random_actions > 0 {
+            format!("  ({} random actions)", s.random_actions)
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// Arguments of `ls3 eval`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct EvalArgs {
+    /// The agent: a checkpoint folder (agent.json + six .safetensors).
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint_folder: PathBuf,
+    /// Episodes to run.
+    #[arg(long, default_value_t = 10)]
+    pub episodes: usize,
+    /// Seed of the episodes' start states and the planner's sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Planner settings from this configuration JSON (default: those saved with the checkpoint,
+    /// else the quick preset's).
+    #[arg(long, value_name = "JSON")]
+    pub config: Option<PathBuf>,
+    /// Planner ablation.
+    #[arg(long, value_enum, default_value_t = Ablation::None)]
+    pub ablation: Ablation,
+}
+
+/// `ls3 eval`: per-episode lines, then one JSON line for scripts.
+pub fn eval(args: &EvalArgs) -> Result<()> {
+    let device = ls3::model::default_device();
+    let (agent, meta) = checkpoint::load(&args.checkpoint_folder, None, &device)?;
+    let env = meta.spec.env;
+    let mut planner = match &args.config {
+        Some(path) => read_config(path)?.planner,
+        None => meta
+            .config
+            .get("config")
+            .and_then(|c| serde_json::from_value::<Config>(c.clone()).ok())
+            .map_or_else(|| Config::quick(env).planner, |c| c.planner),
+    };
+    args.ablation.apply(&mut planner);
+    let summaries = evaluate(&agent, env, &planner, args.episodes, args.seed, |s, _| {
+        println!("{}", episode_line(s))
+    })?;
+    let n = summaries.len().max(1) as f32;
+    let rate =
+        |f: fn(&EpisodeSummary) -> bool| summaries.iter().filter(|s| f(s)).count() as f32 / n;
+    let costs: Vec<f32> = summaries.iter().map(|s| s.cost).collect();
+    let line = serde_json::json!({
+        "env": env,
+        "episodes": summaries.len(),
+        "success_rate": rate(|s| s.success),
+        "violation_rate": rate(|s| s.violation),
+        "mean_cost": mean_std(&costs).0,
+    });
+    println!("{line}");
+    Ok(())
+}

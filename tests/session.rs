@@ -1,0 +1,253 @@
+//! The training session end to end on navigation with a tiny seeded budget: every phase runs,
+//! every artifact is written, an interrupted run resumes without losing or repeating episodes,
+//! and run folders are never overwritten.
+
+use ls3::config::Config;
+use ls3::env::EnvKind;
+use ls3::train::metrics::RoundMetrics;
+use ls3::train::{Event, Session, SessionOptions};
+use std::path::Path;
+
+/// The quick preset cut to seconds: 2 rounds of 2 episodes with a tiny planner.
+fn tiny() -> Config {
+    let mut c = Config::quick(EnvKind::Navigation);
+    c.vae.iterations = 30;
+    c.vae.batch = 8;
+    for m in [
+        &mut c.dynamics.init_iters,
+        &mut c.safe_set.init_iters,
+        &mut c.constraint.init_iters,
+        &mut c.goal.init_iters,
+        &mut c.value.init_iters,
+    ] {
+        *m = 60;
+    }
+    c.value.val_init_iters = 30;
+    for m in [
+        &mut c.dynamics.update_iters,
+        &mut c.safe_set.update_iters,
+        &mut c.constraint.update_iters,
+        &mut c.goal.update_iters,
+        &mut c.value.update_iters,
+    ] {
+        *m = 20;
+    }
+    c.online.num_updates = 2;
+    c.online.traj_per_update = 2;
+    c.planner.population = 20;
+    c.planner.elites = 4;
+    c.planner.particles = 2;
+    c.planner.horizon = 2;
+    c.planner.iterations = 2;
+    c
+}
+
+fn options(dir: &Path) -> SessionOptions {
+    SessionOptions {
+        config: tiny(),
+        preset: None,
+        seed: 7,
+        data: None,
+        checkpoint: None,
+        run_dir: dir.to_path_buf(),
+        demo_limit: Some(3),
+    }
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn a_session_runs_every_phase_and_writes_every_artifact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let mut session = Session::create(options(&dir)).unwrap();
+    let mut phases = Vec::new();
+    let (mut steps, mut episodes, mut rounds) = (0, 0, Vec::<RoundMetrics>::new());
+    let mut planned_with = None;
+    session
+        .run_to_end(&mut |e| match e {
+            Event::Progress(p) => {
+                if phases.last() != Some(&p.phase) {
+                    phases.push(p.phase);
+                }
+            }
+            Event::Step(s) => {
+                steps += 1;
+                planned_with = Some(s.plan.config.population);
+                assert_eq!(s.plan.actions.len(), 2, "horizon 2");
+            }
+            Event::EpisodeFinished(_) => episodes += 1,
+            Event::RoundFinished(r) => rounds.push(r),
+            _ => {}
+        })
+        .unwrap();
+    assert!(session.finished());
+
+    for phase in [
+        "collect SimplePointBot",
+        "collect SimplePointBotConstraints",
+        "vae",
+        "encode",
+        "init dyn",
+        "init val",
+        "init ss",
+        "init constr",
+        "init gi",
+        "update dyn",
+        "update gi",
+    ] {
+        assert!(
+            phases.iter().any(|p| p == phase),
+            "{phase} missing from {phases:?}"
+        );
+    }
+    assert_eq!((steps, episodes, rounds.len()), (400, 4, 2));
+    assert_eq!(planned_with, Some(20));
+    assert_eq!(rounds[1].round, 1);
+    assert_eq!(rounds[1].episodes, 2);
+    // Demos of the constraint set violate; their labels reached the replay buffer with the
+    // agent's 400 transitions.
+    assert_eq!(session.replay().len(), 3 * 100 + 3 * 100 + 400);
+
+    for f in [
+        "config.json",
+        "state.json",
+        "log.txt",
+        "vae_loss.csv",
+        "module_loss.csv",
+        "vae_recon_000030.png",
+        "vae_samples_000030.png",
+        "data/navigation/SimplePointBot/2.json",
+        "data/navigation/SimplePointBotConstraints/2_obs.npy",
+        "checkpoints/vae/agent.json",
+        "checkpoints/init/vae.safetensors",
+        "checkpoints/round_01/gi.safetensors",
+        "checkpoints/round_02/agent.json",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    for i in 0..4 {
+        for suffix in [".json", "_obs.npy", "_next_obs.npy", ".gif"] {
+            let f = dir.join(format!("episodes/{i}{suffix}"));
+            assert!(f.is_file(), "{} missing", f.display());
+        }
+    }
+    let gif = image::open(dir.join("episodes/0.gif")).unwrap();
+    assert_eq!((gif.width(), gif.height()), (128, 128));
+
+    let metrics = lines(&dir.join("metrics.csv"));
+    assert_eq!(metrics.len(), 3, "{metrics:?}");
+    assert!(metrics[0].starts_with("round,episodes,mean_cost,std_cost,success_rate"));
+    assert_eq!(lines(&dir.join("episodes.csv")).len(), 5);
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap()).unwrap();
+    assert_eq!(state["rounds_done"], 2);
+    assert_eq!(state["episodes"], 4);
+    assert_eq!(state["finished"], true);
+    assert_eq!(state["iterations"]["vae"], 30);
+    assert_eq!(state["iterations"]["dyn"], 60 + 2 * 20);
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["seed"], 7);
+    assert_eq!(config["config"]["planner"]["population"], 20);
+
+    // The final checkpoint loads as a complete navigation agent.
+    let device = ls3::model::default_device();
+    let (agent, meta) = ls3::model::checkpoint::load(
+        &dir.join("checkpoints/round_02"),
+        Some(EnvKind::Navigation),
+        &device,
+    )
+    .unwrap();
+    assert_eq!(agent.spec.env, EnvKind::Navigation);
+    assert_eq!(meta.config["rounds"], 2);
+
+    // A finished run's folder is never reused for a new run.
+    let err = Session::create(options(&dir)).err().expect("refused");
+    assert!(err.to_string().contains("never overwritten"), "{err:#}");
+}
+
+#[test]
+fn an_interrupted_session_resumes_without_losing_or_repeating_episodes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let mut session = Session::create(options(&dir)).unwrap();
+    // Stop in the middle of episode 3 (round 2), after episode 2 was stored.
+    let mut stored = 0;
+    let mut steps_in_current = 0;
+    while stored < 3 || steps_in_current < 40 {
+        session
+            .step(&mut |e| match e {
+                Event::EpisodeFinished(_) => {
+                    stored += 1;
+                    steps_in_current = 0;
+                }
+                Event::Step(_) => steps_in_current += 1,
+                _ => {}
+            })
+            .unwrap();
+    }
+    let episode_2 = std::fs::read(dir.join("episodes/2_obs.npy")).unwrap();
+    drop(session);
+
+    let mut resumed = Session::resume(&dir).unwrap();
+    assert_eq!(resumed.state().rounds_done, 1);
+    assert_eq!(resumed.state().episodes, 3);
+    let mut started = Vec::new();
+    resumed
+        .run_to_end(&mut |e| {
+            if let Event::EpisodeStarted { index, round, .. } = e {
+                started.push((index, round));
+            }
+        })
+        .unwrap();
+    // Only the unfinished episode is played again, in round 2.
+    assert_eq!(started, vec![(3, 1)]);
+    assert_eq!(
+        std::fs::read(dir.join("episodes/2_obs.npy")).unwrap(),
+        episode_2
+    );
+    let episodes = lines(&dir.join("episodes.csv"));
+    assert_eq!(episodes.len(), 5, "{episodes:?}");
+    let metrics = lines(&dir.join("metrics.csv"));
+    assert_eq!(metrics.len(), 3, "{metrics:?}");
+    assert!(
+        metrics[2].starts_with("1,2,"),
+        "round 2 has both episodes: {metrics:?}"
+    );
+    assert!(resumed.finished());
+    // The replay holds the demos and all four agent episodes.
+    assert_eq!(resumed.replay().len(), 600 + 400);
+    assert!(
+        lines(&dir.join("log.txt"))
+            .iter()
+            .any(|l| l.contains("resuming"))
+    );
+}
+
+#[test]
+fn a_checkpoint_of_another_environment_is_refused_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let device = ls3::model::default_device();
+    let spec = ls3::model::agent::AgentSpec::for_env(EnvKind::Reacher);
+    let agent = ls3::model::agent::Agent::new(spec, &device, 1).unwrap();
+    let ck = tmp.path().join("reacher-agent");
+    ls3::model::checkpoint::save(&agent, &ck, serde_json::json!({})).unwrap();
+
+    let dir = tmp.path().join("run");
+    let mut opts = options(&dir);
+    opts.checkpoint = Some(ck.clone());
+    let err = Session::create(opts).err().expect("refused");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("reacher") && msg.contains("navigation") && msg.contains("reacher-agent"),
+        "{msg}"
+    );
+    assert!(!dir.join("config.json").exists());
+}
