@@ -110,6 +110,19 @@ enum Command {
     /// and writes the comparison table (success, violations, cost of the last rounds, the
     /// demonstrators' cost) to <OUT>/<env>/results.md.
     Results(cli::results::ResultsArgs),
+    /// Writes a half-precision copy of a checkpoint folder (weights as 16-bit floats: half the
+    /// size, for shipping an agent; every command loads it like any other checkpoint).
+    Compact {
+        /// The checkpoint folder to copy.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// Where to write the copy.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Replace an existing folder.
+        #[arg(long)]
+        force: bool,
+    },
     /// Prints a preset's full configuration as JSON: edit it and pass it to `ls3 run --config`.
     Config {
         /// Environment whose per-task numbers to use.
@@ -189,6 +202,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Some(Command::Run(args)) => cli::run::run(&args),
         Some(Command::Eval(args)) => cli::run::eval(&args),
         Some(Command::Results(args)) => cli::results::results(&args),
+        Some(Command::Compact { from, out, force }) => compact(&from, &out, force),
         Some(Command::Config { env, preset }) => {
             let config = ls3::config::Config::preset(preset, env);
             println!("{}", serde_json::to_string_pretty(&config)?);
@@ -205,6 +219,24 @@ fn dispatch(cli: Cli) -> Result<()> {
             cli::train::train_modules(&run, &vae, &modules)
         }
     }
+}
+
+fn compact(from: &Path, out: &Path, force: bool) -> Result<()> {
+    if out.exists() && !force {
+        anyhow::bail!(
+            "{} already exists; pass --force to replace it",
+            out.display()
+        );
+    }
+    let device = ls3::model::default_device();
+    let (agent, meta) = ls3::model::checkpoint::load(from, None, &device)?;
+    ls3::model::checkpoint::save_with(&agent, out, meta.config, true)?;
+    println!(
+        "wrote a half-precision copy of {} to {}",
+        from.display(),
+        out.display()
+    );
+    Ok(())
 }
 
 fn import_torch(from: &Path, out: &Path, env: EnvKind, force: bool) -> Result<()> {

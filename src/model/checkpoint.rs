@@ -130,12 +130,24 @@ fn var_tensors(vars: &VarMap) -> HashMap<String, Tensor> {
 
 /// Writes the whole agent into `dir` (created if needed), with `config` in `agent.json`.
 pub fn save(agent: &Agent, dir: &Path, config: serde_json::Value) -> Result<(), CheckpointError> {
+    save_with(agent, dir, config, false)
+}
+
+/// Like [`save`], with `half` storing weight matrices and kernels (tensors of rank ≥ 2) as
+/// 16-bit floats: half the size, for shipping an agent. Biases and running statistics stay
+/// 32-bit; [`load`] reads either.
+pub fn save_with(
+    agent: &Agent,
+    dir: &Path,
+    config: serde_json::Value,
+    half: bool,
+) -> Result<(), CheckpointError> {
     std::fs::create_dir_all(dir).map_err(|e| CheckpointError::Write {
         path: dir.into(),
         msg: e.to_string(),
     })?;
     for m in ModuleKind::ALL {
-        save_module(agent, m, &module_path(dir, m))?;
+        write_module(agent, m, &module_path(dir, m), half)?;
     }
     let meta = serde_json::to_vec_pretty(&AgentMeta::new(&agent.spec, config))
         .expect("metadata serialises");
@@ -148,11 +160,27 @@ pub fn save(agent: &Agent, dir: &Path, config: serde_json::Value) -> Result<(), 
 
 /// Writes one module's tensors to `path` atomically.
 pub fn save_module(agent: &Agent, m: ModuleKind, path: &Path) -> Result<(), CheckpointError> {
+    write_module(agent, m, path, false)
+}
+
+fn write_module(
+    agent: &Agent,
+    m: ModuleKind,
+    path: &Path,
+    half: bool,
+) -> Result<(), CheckpointError> {
     let werr = |e: &dyn std::fmt::Display| CheckpointError::Write {
         path: path.into(),
         msg: e.to_string(),
     };
-    let tensors = var_tensors(agent.vars(m));
+    let mut tensors = var_tensors(agent.vars(m));
+    if half {
+        for t in tensors.values_mut() {
+            if t.rank() >= 2 {
+                *t = t.to_dtype(candle_core::DType::F16).map_err(|e| werr(&e))?;
+            }
+        }
+    }
     let bytes = safetensors::serialize(
         tensors
             .iter()
@@ -348,6 +376,33 @@ mod tests {
             all_tensors(&agent(2)),
             "different seeds give different weights"
         );
+    }
+
+    #[test]
+    fn half_precision_copies_are_smaller_and_close() {
+        let (full, half) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = agent(3);
+        save(&a, full.path(), serde_json::json!({})).unwrap();
+        save_with(&a, half.path(), serde_json::json!({}), true).unwrap();
+        let size = |d: &Path| -> u64 {
+            ModuleKind::ALL
+                .iter()
+                .map(|&m| std::fs::metadata(module_path(d, m)).unwrap().len())
+                .sum()
+        };
+        let (s_full, s_half) = (size(full.path()), size(half.path()));
+        assert!(s_half * 10 < s_full * 6, "{s_half} vs {s_full} bytes");
+        let (b, _) = load(half.path(), Some(EnvKind::Navigation), &Device::Cpu).unwrap();
+        let (ta, tb) = (all_tensors(&a), all_tensors(&b));
+        for (name, va) in &ta {
+            let vb = &tb[name];
+            let worst = va
+                .iter()
+                .zip(vb)
+                .map(|(x, y)| (x - y).abs() / x.abs().max(1e-3))
+                .fold(0.0f32, f32::max);
+            assert!(worst < 1e-3, "{name}: relative error {worst}");
+        }
     }
 
     #[test]
