@@ -4,6 +4,7 @@
 //! datasets) → later the models, the planner and the training session. The CLI (`src/main.rs`)
 //! and the desktop app ([`app`]) are thin front ends over this library.
 
+pub mod analysis;
 pub mod app;
 pub mod config;
 pub mod data;

@@ -123,6 +123,19 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Writes the safe-set, value, constraint and goal maps of an agent over the environment's
+    /// 2-D state grid as one PNG (navigation x–y, reacher joint angles, push pusher x–y).
+    Heatmap {
+        /// The agent's checkpoint folder.
+        #[arg(long, value_name = "DIR")]
+        checkpoint_folder: PathBuf,
+        /// The PNG to write.
+        #[arg(long, default_value = "heatmaps.png")]
+        out: PathBuf,
+        /// Grid cells along the longer axis.
+        #[arg(long, default_value_t = 45)]
+        cells: usize,
+    },
     /// Prints a preset's full configuration as JSON: edit it and pass it to `ls3 run --config`.
     Config {
         /// Environment whose per-task numbers to use.
@@ -203,6 +216,11 @@ fn dispatch(cli: Cli) -> Result<()> {
         Some(Command::Eval(args)) => cli::run::eval(&args),
         Some(Command::Results(args)) => cli::results::results(&args),
         Some(Command::Compact { from, out, force }) => compact(&from, &out, force),
+        Some(Command::Heatmap {
+            checkpoint_folder,
+            out,
+            cells,
+        }) => heatmap(&checkpoint_folder, &out, cells),
         Some(Command::Config { env, preset }) => {
             let config = ls3::config::Config::preset(preset, env);
             println!("{}", serde_json::to_string_pretty(&config)?);
@@ -219,6 +237,30 @@ fn dispatch(cli: Cli) -> Result<()> {
             cli::train::train_modules(&run, &vae, &modules)
         }
     }
+}
+
+fn heatmap(dir: &Path, out: &Path, cells: usize) -> Result<()> {
+    use ls3::analysis::heatmap;
+    let device = ls3::model::default_device();
+    let (agent, meta) = ls3::model::checkpoint::load(dir, None, &device)?;
+    let env = meta.spec.env.make(0);
+    let axes = heatmap::axes(meta.spec.env);
+    let (w, h) = (axes.x[1] - axes.x[0], axes.y[1] - axes.y[0]);
+    let cells = cells.max(2);
+    let (nx, ny) = if w >= h {
+        (cells, ((cells as f64 * h / w).round() as usize).max(2))
+    } else {
+        (((cells as f64 * w / h).round() as usize).max(2), cells)
+    };
+    let maps = heatmap::compute(&agent, env.as_ref(), &env.state(), nx, ny)?;
+    heatmap::save_png(&maps, out, (360 / nx.max(ny)).max(2) as u32)?;
+    println!(
+        "wrote {} (safe set, value, constraint, goal over {} × {})",
+        out.display(),
+        axes.x_label,
+        axes.y_label
+    );
+    Ok(())
 }
 
 fn compact(from: &Path, out: &Path, force: bool) -> Result<()> {

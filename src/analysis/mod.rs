@@ -1,0 +1,5 @@
+//! What the learned models say about the state space, for the app's views and for diagnosis:
+//! heatmaps of the latent heads over a 2-D grid of ground-truth states.
+
+pub mod colormap;
+pub mod heatmap;
