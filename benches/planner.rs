@@ -79,7 +79,7 @@ fn main() {
     println!(
         "threads: {} (candle CPU pool), AVX-512 kernels: {}",
         candle_core::utils::get_num_threads(),
-        ls3::planner::kernel::avx512()
+        ls3::cpu::avx512()
     );
 
     let mut planner = Planner::for_env(EnvKind::Navigation, 0);
