@@ -3,14 +3,16 @@
 //! classifier at 256. Run with `cargo bench --bench model_step`; compare the medians with the
 //! PyTorch script's run on the same machine.
 
+mod common;
+
 use candle_core::{Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use common::time;
 use ls3::env::EnvKind;
 use ls3::model::agent::{Agent, AgentSpec, ModuleKind};
 use ls3::model::classifier::bce_with_logits;
 use ls3::model::conv::{conv_transpose2d_bias, conv2d_bias};
 use ls3::model::rng::TensorRng;
-use std::time::Instant;
 
 fn adam(agent: &Agent, m: ModuleKind, lr: f64) -> AdamW {
     let p = ParamsAdamW {
@@ -19,40 +21,6 @@ fn adam(agent: &Agent, m: ModuleKind, lr: f64) -> AdamW {
         ..Default::default()
     };
     AdamW::new(agent.trainable(m), p).expect("optimizer")
-}
-
-/// CPU time of this process so far (user + system, all threads), in seconds; 0 where unknown.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // numeric fields after the command name and the state: utime and stime come 11th and 12th
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    f.get(10)
-        .zip(f.get(11))
-        .map_or(0.0, |(u, s)| (u + s) / 100.0)
-}
-
-fn time(name: &str, runs: usize, mut f: impl FnMut()) {
-    f();
-    let cpu = cpu_seconds();
-    let mut ts: Vec<f64> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .collect();
-    let cpu = (cpu_seconds() - cpu) / runs as f64;
-    ts.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    println!(
-        "{name:<28} median {:.5} s  min {:.5} s  max {:.5} s  ({runs} runs, cpu {cpu:.4} s/run)",
-        ts[runs / 2],
-        ts[0],
-        ts[runs - 1]
-    );
 }
 
 /// The VAE's convolution layers (LS3_SPEC §3, 3 channels): transposed?, input [C, H, W], kernel

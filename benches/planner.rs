@@ -10,50 +10,16 @@
 //! `LS3_BENCH_TENSOR=1` also times the portable tensor rollout (what a GPU build runs);
 //! `cargo bench --bench planner -- --plan-only` stops after the three `plan` timings.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
+use common::time;
 use ls3::env::EnvKind;
 use ls3::model::agent::{Agent, AgentSpec};
 use ls3::planner::fused::{FusedModels, Profile};
 use ls3::planner::kernel::{PackedLayer, dense};
 use ls3::planner::models::tensor_rollout;
 use ls3::planner::{Planner, PlannerConfig, Rollout};
-use std::time::Instant;
-
-/// CPU time of this process so far (user + system, all threads), in seconds; 0 where unknown.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    f.get(10)
-        .zip(f.get(11))
-        .map_or(0.0, |(u, s)| (u + s) / 100.0)
-}
-
-/// Times `f` `runs` times after one warm-up; prints and returns the median.
-fn time(name: &str, runs: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    let cpu = cpu_seconds();
-    let mut ts: Vec<f64> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .collect();
-    let cpu = (cpu_seconds() - cpu) / runs as f64;
-    ts.sort_by(|a, b| a.total_cmp(b));
-    let median = ts[runs / 2];
-    println!(
-        "{name:<34} median {median:.4} s  min {:.4} s  max {:.4} s  ({runs} runs, cpu {cpu:.3} s/run = {:.2} cores)",
-        ts[0],
-        ts[runs - 1],
-        cpu / median.max(1e-9),
-    );
-    median
-}
 
 fn job(cfg: &PlannerConfig, seed: u64) -> Rollout {
     let n = cfg.population * cfg.horizon * 2;
@@ -79,7 +45,7 @@ fn main() {
     println!(
         "threads: {} (candle CPU pool), AVX-512 kernels: {}",
         candle_core::utils::get_num_threads(),
-        ls3::planner::kernel::avx512()
+        ls3::cpu::avx512()
     );
 
     let mut planner = Planner::for_env(EnvKind::Navigation, 0);

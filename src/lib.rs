@@ -7,6 +7,7 @@
 pub mod analysis;
 pub mod app;
 pub mod config;
+pub mod cpu;
 pub mod data;
 pub mod env;
 pub mod model;

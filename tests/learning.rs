@@ -1,12 +1,13 @@
 //! Learning tests: on navigation demo data made in memory, every module's loss falls within a
-//! small seeded budget, and the constraint estimator, goal indicator, safe set and value
-//! generalise to held-out episodes.
+//! small seeded budget, the constraint estimator, goal indicator, safe set and value generalise
+//! to held-out episodes, and the VAE trained with the quick preset reconstructs the robot on
+//! held-out frames.
 //!
-//! Latents: training a VAE is too slow for a test today, so the latent-module tests encode the
-//! demo images with an *untrained*, seeded VAE encoder (random convolutional features). Its means
-//! spread only ~1e-3 per dimension while its log-std is ≈ 0, so each mean dimension is
-//! standardised over the images and the log-std is pinned at −2 (σ ≈ 0.14 in standardised units)
-//! before the transitions enter the replay buffer.
+//! Latents: the VAE test trains for minutes, too long to run before every latent-module test, so
+//! those encode the demo images with an *untrained*, seeded VAE encoder (random convolutional
+//! features). Its means spread only ~1e-3 per dimension while its log-std is ≈ 0, so each mean
+//! dimension is standardised over the images and the log-std is pinned at −2 (σ ≈ 0.14 in
+//! standardised units) before the transitions enter the replay buffer.
 //!
 //! Budgets and thresholds were measured on two shared cores and hold with margin; each test
 //! prints its numbers (`cargo test --test learning -- --nocapture`).
@@ -15,9 +16,9 @@ use candle_core::{Device, Tensor};
 use ls3::config::Config;
 use ls3::data::collect::demo_episode;
 use ls3::data::episode::Episode;
-use ls3::data::images::{ImagePool, distinct_observations};
+use ls3::data::images::{ImagePool, distinct_observations, image_tensor, to_unit};
 use ls3::data::replay::{LatentReplay, Record, encode};
-use ls3::env::EnvKind;
+use ls3::env::{EnvKind, IMAGE_SIZE};
 use ls3::model::agent::{Agent, AgentSpec, ModuleKind};
 use ls3::train::Trainer;
 use std::sync::OnceLock;
@@ -282,4 +283,92 @@ fn vae_reconstruction_loss_falls_within_a_few_small_batches() {
     let factor = loss[0] / loss[loss.len() - 1];
     println!("vae: chunk mean losses {loss:?}, factor {factor:.1}");
     assert!(factor >= 2.0, "VAE loss fell only {factor:.1}×");
+}
+
+/// Centroid (column, row, in pixels) of the red pixels of one `3×64×64` image (channel planes of
+/// floats in 0..1), or `None` when no pixel is red.
+///
+/// The robot is the only red thing in a navigation frame: a (255, 0, 0) disc over the black
+/// background and the (0, 0, 255) wall. A pixel is red when its red channel is above 0.5 and its
+/// green and blue are both below 0.25, which keeps the disc's body and drops anti-aliased rims
+/// blended into black or blue.
+fn red_centroid(rgb: &[f32]) -> Option<[f32; 2]> {
+    let plane = IMAGE_SIZE * IMAGE_SIZE;
+    let (mut sx, mut sy, mut n) = (0.0, 0.0, 0usize);
+    for i in 0..plane {
+        let (r, g, b) = (rgb[i], rgb[plane + i], rgb[2 * plane + i]);
+        if r > 0.5 && g < 0.25 && b < 0.25 {
+            sx += (i % IMAGE_SIZE) as f32 + 0.5;
+            sy += (i / IMAGE_SIZE) as f32 + 0.5;
+            n += 1;
+        }
+    }
+    (n > 0).then(|| [sx / n as f32, sy / n as f32])
+}
+
+/// Per frame, the distance in pixels between the red centroids of the frame and of its
+/// reconstruction from the encoder's mean; a reconstruction without red pixels counts as off by
+/// the image side.
+fn robot_centroid_errors(agent: &Agent, frames: &[&[u8]]) -> Vec<f32> {
+    let len = 3 * IMAGE_SIZE * IMAGE_SIZE;
+    let mut errors = Vec::with_capacity(frames.len());
+    for chunk in frames.chunks(128) {
+        let pixels: Vec<f32> = chunk.iter().flat_map(|f| to_unit(f)).collect();
+        let x = image_tensor(pixels.clone(), 3, &Device::Cpu).unwrap();
+        let (mean, _) = agent.vae.encode_dist(&x).unwrap();
+        let decoded = column(&agent.vae.decode(&mean).unwrap());
+        for (truth, rec) in pixels.chunks(len).zip(decoded.chunks(len)) {
+            let t = red_centroid(truth).expect("the robot is always in view");
+            let err =
+                red_centroid(rec).map_or(IMAGE_SIZE as f32, |r| (t[0] - r[0]).hypot(t[1] - r[1]));
+            if err > 4.0 {
+                println!("vae: robot at {t:?} reconstructed {err:.1} px off");
+            }
+            errors.push(err);
+        }
+    }
+    errors
+}
+
+/// The quick preset's VAE budget as is (2 000 iterations at batch 32, lr 1e-3, random resized
+/// crops) on 20 task + 20 constraint demos (4 040 images); held out: demos 20–24 of both sets
+/// (1 010 frames). Measured: mean error 1.40 px, 95.3 % of the frames within 4 px; the misses
+/// (4–8 px, one reconstruction with no red at all, counted as 64 px) are discs cut by the top
+/// edge and rarely visited spots. With other held-out demos or another opt-level: 1.6–1.8 px,
+/// 96–98 %; after 1 000 iterations already ≈ 1.6 px, 96 %.
+/// The longest test by far (7–11 min on two shared cores, most of it the VAE steps in the test
+/// profile), so it sits in this binary, beside tests that can use the other core meanwhile.
+#[test]
+fn quick_trained_vae_puts_the_robot_within_four_pixels_on_held_out_frames() {
+    let train = [episodes(0, 0..20), episodes(1, 0..20)].concat();
+    let held_out = [episodes(0, 20..25), episodes(1, 20..25)].concat();
+    let pool = ImagePool::from_episodes(3, &train);
+    let frames: Vec<&[u8]> = held_out
+        .iter()
+        .flat_map(|e| distinct_observations(e).0)
+        .collect();
+    let cfg = config();
+    let agent = Agent::new(cfg.agent_spec(), &Device::Cpu, 7).unwrap();
+    let mut trainer = Trainer::new(&agent, &cfg, 7).unwrap();
+    let iters = cfg.vae.iterations;
+    let loss = trainer
+        .train_vae(&agent, &pool, iters, iters / 4, |_| {})
+        .unwrap();
+    let errors = robot_centroid_errors(&agent, &frames);
+    let n = errors.len() as f32;
+    let mean = errors.iter().sum::<f32>() / n;
+    let within = errors.iter().filter(|&&e| e <= 4.0).count() as f32 / n;
+    println!(
+        "vae: {} images, {iters} iterations, chunk mean losses {loss:?}; {} held-out frames: \
+         centroid error mean {mean:.2} px, {:.1} % within 4 px",
+        pool.len(),
+        errors.len(),
+        100.0 * within
+    );
+    assert!(mean < 4.0, "mean robot centroid error {mean:.2} px ≥ 4 px");
+    assert!(
+        within >= 0.9,
+        "only {:.1} % of held-out frames within 4 px",
+        100.0 * within
+    );
 }

@@ -6,6 +6,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 use ls3::model::classifier::Classifier;
 use ls3::model::dynamics::{Dynamics, MEMBERS};
+use ls3::model::max_abs_diff;
 use ls3::model::torch::read_pth;
 use ls3::model::vae::Vae;
 use ls3::model::value::Value;
@@ -36,14 +37,7 @@ fn vb(pth: &str) -> VarBuilder<'static> {
 
 fn assert_close(what: &str, ours: &Tensor, expected: &Tensor) {
     assert_eq!(ours.dims(), expected.dims(), "{what}: shape");
-    let diff = (ours - expected)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = max_abs_diff(ours, expected).unwrap();
     assert!(diff <= TOL, "{what}: max abs difference {diff} > {TOL}");
 }
 

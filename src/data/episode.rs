@@ -24,6 +24,29 @@ pub struct Transition {
     pub state: Option<Vec<f64>>,
 }
 
+impl Transition {
+    /// A step as it happens, before the episode is over: `done`, `safe_set` and `rtg` are left
+    /// false / 0 for [`label`] to fill in.
+    pub fn unlabelled(
+        action: [f32; 2],
+        reward: f32,
+        constraint: bool,
+        on_policy: bool,
+        state: Option<Vec<f64>>,
+    ) -> Self {
+        Self {
+            action,
+            reward,
+            constraint,
+            done: false,
+            safe_set: false,
+            on_policy,
+            rtg: 0.0,
+            state,
+        }
+    }
+}
+
 /// A finished episode: transitions plus their observations, each `stack×3×64×64` uint8,
 /// concatenated in time order.
 #[derive(Clone, Debug, PartialEq)]
@@ -105,16 +128,7 @@ mod tests {
     fn raw(rewards: &[f32]) -> Vec<Transition> {
         rewards
             .iter()
-            .map(|&reward| Transition {
-                action: [0.0; 2],
-                reward,
-                constraint: false,
-                done: false,
-                safe_set: false,
-                on_policy: true,
-                rtg: 0.0,
-                state: None,
-            })
+            .map(|&reward| Transition::unlabelled([0.0; 2], reward, false, true, None))
             .collect()
     }
 

@@ -121,16 +121,7 @@ mod tests {
     use crate::data::episode::Transition;
 
     fn episode(frames: &[u8], next: &[u8]) -> Episode {
-        let t = Transition {
-            action: [0.0; 2],
-            reward: -1.0,
-            constraint: false,
-            done: false,
-            safe_set: false,
-            on_policy: true,
-            rtg: 0.0,
-            state: None,
-        };
+        let t = Transition::unlabelled([0.0; 2], -1.0, false, true, None);
         let img = |v: u8| vec![v; FRAME_LEN];
         Episode {
             frame_stack: 1,

@@ -175,16 +175,13 @@ pub fn run_episode(env: &mut dyn Env, set: &DemoSet, rng: &mut StdRng) -> Episod
         let (step, next) = stack.step(env, a);
         ep.obs.extend_from_slice(&obs);
         ep.next_obs.extend_from_slice(&next);
-        ep.transitions.push(Transition {
-            action: a,
-            reward: step.reward,
-            constraint: step.constraint,
-            done: false,
-            safe_set: false,
-            on_policy: set.on_policy,
-            rtg: 0.0,
-            state: Some(step.state),
-        });
+        ep.transitions.push(Transition::unlabelled(
+            a,
+            step.reward,
+            step.constraint,
+            set.on_policy,
+            Some(step.state),
+        ));
         obs = next;
     }
     label(&mut ep.transitions);

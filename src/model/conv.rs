@@ -88,7 +88,7 @@ impl Geom {
 fn im2col(g: &Geom, a: &[f32], col: &mut [f32], ld: usize, off: usize) {
     assert!(a.len() >= g.big() && col.len() >= (g.ckk() - 1) * ld + off + g.p());
     #[cfg(target_arch = "x86_64")]
-    if g.k <= avx512::MAX_K && std::arch::is_x86_feature_detected!("avx512f") {
+    if g.k <= avx512::MAX_K && crate::cpu::avx512() {
         // SAFETY: the CPU has AVX-512F; the slice lengths are checked above.
         return unsafe { avx512::im2col(g, a, col, ld, off) };
     }
@@ -99,7 +99,7 @@ fn im2col(g: &Geom, a: &[f32], col: &mut [f32], ld: usize, off: usize) {
 fn col2im(g: &Geom, col: &[f32], ld: usize, off: usize, a: &mut [f32]) {
     assert!(a.len() >= g.big() && col.len() >= (g.ckk() - 1) * ld + off + g.p());
     #[cfg(target_arch = "x86_64")]
-    if g.k <= avx512::MAX_K && std::arch::is_x86_feature_detected!("avx512f") {
+    if g.k <= avx512::MAX_K && crate::cpu::avx512() {
         // SAFETY: the CPU has AVX-512F; the slice lengths are checked above.
         return unsafe { avx512::col2im(g, col, ld, off, a) };
     }
@@ -1227,20 +1227,8 @@ mod tests {
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
     }
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        assert_eq!(a.dims(), b.dims());
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
-
     fn assert_close(what: &str, ours: &Tensor, reference: &Tensor) {
-        let d = max_diff(ours, reference);
+        let d = crate::model::max_abs_diff(ours, reference).unwrap();
         assert!(d <= 1e-4, "{what}: max abs difference {d} > 1e-4");
     }
 
@@ -1350,7 +1338,7 @@ mod tests {
     #[test]
     fn vector_im2col_col2im_match_scalar() {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if crate::cpu::avx512() {
             // (c, h, w, k, s): the VAE's layers (as convolutions) and odd ones
             let cases = [
                 (3, 64, 64, 4, 2),

@@ -23,6 +23,20 @@ pub const ACTION: usize = 2;
 
 pub use candle_core::{Device, Tensor};
 
+/// The largest absolute element-wise difference of two tensors of one shape, as `f32`: what
+/// the parity tests of the models compare against their tolerance.
+#[doc(hidden)]
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> candle_core::Result<f32> {
+    if a.dims() != b.dims() {
+        candle_core::bail!("max_abs_diff: shapes {:?} and {:?}", a.dims(), b.dims())
+    }
+    (a - b)?
+        .abs()?
+        .max_all()?
+        .to_dtype(candle_core::DType::F32)?
+        .to_scalar::<f32>()
+}
+
 /// The device every tensor lives on: the first CUDA GPU when built with the `cuda` feature and one
 /// is present, else the CPU.
 pub fn default_device() -> Device {

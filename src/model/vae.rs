@@ -210,6 +210,7 @@ pub fn per_sample_mean(x: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::max_abs_diff;
     use candle_core::Var;
 
     /// The fused MSE and its gradients (both operands) against candle's own ops.
@@ -234,14 +235,7 @@ mod tests {
         let g_ours = (ours * 3.0).unwrap().backward().unwrap();
         let g_ref = (reference * 3.0).unwrap().backward().unwrap();
         for v in [&a, &b] {
-            let d = (g_ours.get(v).unwrap() - g_ref.get(v).unwrap())
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let d = max_abs_diff(g_ours.get(v).unwrap(), g_ref.get(v).unwrap()).unwrap();
             assert!(d <= 1e-7, "mse gradient differs by {d}");
         }
         // a constant target gets no gradient

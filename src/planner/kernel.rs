@@ -11,22 +11,12 @@
 //! crate and plain loops). AVX-512 matters: the `gemm` crate as built here uses 256-bit vectors,
 //! half of what the cores can multiply per cycle.
 
+use crate::cpu::avx512;
+
 /// f32 lanes of one AVX-512 vector.
 pub const LANES: usize = 16;
 /// Outputs per packed weight panel.
 const PANEL: usize = 8;
-
-/// Whether the AVX-512 kernels run on this CPU.
-pub fn avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
 
 /// A dense layer `W·x + b` with `k` inputs and `n` outputs, its weights laid out for the kernel
 /// that will run it.
