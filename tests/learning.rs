@@ -330,13 +330,12 @@ fn robot_centroid_errors(agent: &Agent, frames: &[&[u8]]) -> Vec<f32> {
     errors
 }
 
-/// The quick preset's VAE budget as is (2 000 iterations at batch 32, lr 1e-3, random resized
+/// The quick preset's VAE budget as is (1 000 iterations at batch 32, lr 1e-3, random resized
 /// crops) on 20 task + 20 constraint demos (4 040 images); held out: demos 20–24 of both sets
-/// (1 010 frames). Measured: mean error 1.40 px, 95.3 % of the frames within 4 px; the misses
-/// (4–8 px, one reconstruction with no red at all, counted as 64 px) are discs cut by the top
-/// edge and rarely visited spots. With other held-out demos or another opt-level: 1.6–1.8 px,
-/// 96–98 %; after 1 000 iterations already ≈ 1.6 px, 96 %.
-/// The longest test by far (7–11 min on two shared cores, most of it the VAE steps in the test
+/// (1 010 frames). Measured at 2 000 iterations: mean error 1.40 px, 95.3 % of the frames within
+/// 4 px (the misses, 4–8 px or one reconstruction with no red at all, counted as 64 px, are discs
+/// cut by the top edge and rarely visited spots); at 1 000 iterations ≈ 1.6 px, 96 %.
+/// The longest test by far (3–6 min on two shared cores, most of it the VAE steps in the test
 /// profile), so it sits in this binary, beside tests that can use the other core meanwhile.
 #[test]
 fn quick_trained_vae_puts_the_robot_within_four_pixels_on_held_out_frames() {

@@ -66,7 +66,9 @@ fn lines(path: &Path) -> Vec<String> {
 fn a_session_runs_every_phase_and_writes_every_artifact() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
-    let mut session = Session::create(options(&dir)).unwrap();
+    let mut opts = options(&dir);
+    opts.config.online.traj_per_update = 1;
+    let mut session = Session::create(opts).unwrap();
     let mut phases = Vec::new();
     let (mut steps, mut episodes, mut rounds) = (0, 0, Vec::<RoundMetrics>::new());
     let mut planned_with = None;
@@ -107,13 +109,12 @@ fn a_session_runs_every_phase_and_writes_every_artifact() {
             "{phase} missing from {phases:?}"
         );
     }
-    assert_eq!((steps, episodes, rounds.len()), (400, 4, 2));
+    assert_eq!((steps, episodes, rounds.len()), (200, 2, 2));
     assert_eq!(planned_with, Some(20));
     assert_eq!(rounds[1].round, 1);
-    assert_eq!(rounds[1].episodes, 2);
-    // Demos of the constraint set violate; their labels reached the replay buffer with the
-    // agent's 400 transitions.
-    assert_eq!(session.replay().len(), 3 * 100 + 3 * 100 + 400);
+    assert_eq!(rounds[1].episodes, 1);
+    // The replay holds both demo sets and the agent's 200 transitions.
+    assert_eq!(session.replay().len(), 3 * 100 + 3 * 100 + 200);
 
     for f in [
         "config.json",
@@ -132,7 +133,7 @@ fn a_session_runs_every_phase_and_writes_every_artifact() {
     ] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
-    for i in 0..4 {
+    for i in 0..2 {
         for suffix in [".json", "_obs.npy", "_next_obs.npy", ".gif"] {
             let f = dir.join(format!("episodes/{i}{suffix}"));
             assert!(f.is_file(), "{} missing", f.display());
@@ -144,11 +145,11 @@ fn a_session_runs_every_phase_and_writes_every_artifact() {
     let metrics = lines(&dir.join("metrics.csv"));
     assert_eq!(metrics.len(), 3, "{metrics:?}");
     assert!(metrics[0].starts_with("round,episodes,mean_cost,std_cost,success_rate"));
-    assert_eq!(lines(&dir.join("episodes.csv")).len(), 5);
+    assert_eq!(lines(&dir.join("episodes.csv")).len(), 3);
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap()).unwrap();
     assert_eq!(state["rounds_done"], 2);
-    assert_eq!(state["episodes"], 4);
+    assert_eq!(state["episodes"], 2);
     assert_eq!(state["finished"], true);
     assert_eq!(state["iterations"]["vae"], 30);
     assert_eq!(state["iterations"]["dyn"], 60 + 2 * 20);
