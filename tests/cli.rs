@@ -309,3 +309,98 @@ fn train_vae_then_train_modules_write_runs_logs_grids_and_checkpoints() {
         text(&o)
     );
 }
+
+/// A randomly initialised agent of `env` saved as a checkpoint folder.
+fn random_agent(dir: &Path, env: ls3::env::EnvKind) {
+    let device = ls3::model::default_device();
+    let spec = ls3::model::agent::AgentSpec::for_env(env);
+    let agent = ls3::model::agent::Agent::new(spec, &device, 3).unwrap();
+    ls3::model::checkpoint::save(&agent, dir, serde_json::json!({})).unwrap();
+}
+
+#[test]
+fn run_never_writes_into_an_existing_run_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::write(run.join("metrics.csv"), "precious").unwrap();
+    let o = ls3(&[
+        "run",
+        "--env",
+        "navigation",
+        "--run-dir",
+        run.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let out = text(&o);
+    assert!(
+        out.contains("never overwritten") && out.contains("--resume"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(run.join("metrics.csv")).unwrap(),
+        "precious"
+    );
+    assert_eq!(std::fs::read_dir(&run).unwrap().count(), 1);
+}
+
+#[test]
+fn run_refuses_a_checkpoint_of_another_environment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = tmp.path().join("reacher_agent");
+    random_agent(&ck, ls3::env::EnvKind::Reacher);
+    let run = tmp.path().join("run");
+    let o = ls3(&[
+        "run",
+        "--env",
+        "navigation",
+        "--checkpoint-folder",
+        ck.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let out = text(&o);
+    assert!(
+        out.contains("reacher_agent")
+            && out.contains("holds a reacher agent")
+            && out.contains("navigation"),
+        "{out}"
+    );
+    assert!(!run.join("config.json").exists());
+}
+
+#[test]
+fn eval_prints_episode_lines_and_ends_with_one_json_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ck = tmp.path().join("agent");
+    random_agent(&ck, ls3::env::EnvKind::Navigation);
+    let mut config = ls3::config::Config::quick(ls3::env::EnvKind::Navigation);
+    config.planner.population = 16;
+    config.planner.elites = 4;
+    config.planner.particles = 2;
+    config.planner.horizon = 2;
+    config.planner.iterations = 2;
+    let cfg = tmp.path().join("tiny.json");
+    std::fs::write(&cfg, serde_json::to_vec(&config).unwrap()).unwrap();
+    let o = ls3(&[
+        "eval",
+        "--checkpoint-folder",
+        ck.to_str().unwrap(),
+        "--episodes",
+        "2",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(lines[0].starts_with("episode   0: cost"), "{stdout}");
+    let json: serde_json::Value = serde_json::from_str(lines[2]).unwrap();
+    assert_eq!(json["episodes"], 2);
+    assert_eq!(json["env"], "navigation");
+    for key in ["success_rate", "violation_rate", "mean_cost"] {
+        assert!(json[key].is_number(), "{key} in {json}");
+    }
+}
