@@ -253,12 +253,14 @@ impl Config {
     ///   32 000 images seen, enough for the plain navigation scenes (held-out robot centroid
     ///   within ≈ 1.6 px, `tests/learning.rs`; 2 000 iterations gain little). About 40 ms per
     ///   iteration in a release build: under a minute.
-    /// - Latent modules: 2 000 initial iterations each (value: 1 000 reward-to-go, then 1 000
+    /// - Latent modules: 8 000 initial iterations each (value: 4 000 reward-to-go, then 4 000
     ///   TD), batch 128 for the classifiers and 64 per member for the two ensembles, 5× the
     ///   paper's learning rate for the safe set, value and classifiers (dynamics keeps 1e-3):
-    ///   ~2–8 ms per iteration, under a minute for all five.
-    /// - Online: 6 rounds of 5 episodes; each round trains 200 iterations per module and 400 for
-    ///   the value (~5 s), so the planner's episodes dominate.
+    ///   2–5 ms per iteration, about two minutes for all five. With 2 000 the value and safe set
+    ///   were too coarse: the planner reached 90 % of the way to the goal and, never succeeding,
+    ///   taught the value to stall ever earlier.
+    /// - Online: 5 rounds of 4 episodes; each round trains 500 iterations per module and 1 000
+    ///   for the value (~10 s), so the planner's episodes dominate.
     /// - Planner: population 500 with 50 elites (paper: 1000, 100), 20 particles as in the paper
     ///   (with 5 the particle mean is too noisy: on navigation the agent never reached the goal in
     ///   6 rounds), about half the paper's time per action; horizon and thresholds are the
@@ -267,8 +269,8 @@ impl Config {
     /// Losses, targets, discount, γ_s, augmentation and replay size are the paper's.
     pub fn quick(env: EnvKind) -> Self {
         let mut c = Self::paper(env);
-        let init = 2_000;
-        let update = 200;
+        let init = 8_000;
+        let update = 500;
         c.vae.lr = 1e-3;
         c.vae.batch = 32;
         c.vae.iterations = 1_000;
@@ -290,8 +292,8 @@ impl Config {
             cl.init_iters = init;
             cl.update_iters = update;
         }
-        c.online.num_updates = 6;
-        c.online.traj_per_update = 5;
+        c.online.num_updates = 5;
+        c.online.traj_per_update = 4;
         c.planner.population = 500;
         c.planner.elites = 50;
         c.planner.particles = 20;
