@@ -41,6 +41,13 @@ enum Command {
         /// Steps to play before the screenshot.
         #[arg(long, default_value_t = 260, requires = "screenshot")]
         after_steps: u64,
+        /// A trained agent (checkpoint folder) to act in its environment; by default the shipped
+        /// agents in assets/ act where one exists.
+        #[arg(long, value_name = "DIR")]
+        checkpoint_folder: Option<PathBuf>,
+        /// Let the scripted demonstrators act, even where a trained agent exists.
+        #[arg(long)]
+        demonstrators: bool,
     },
     /// Run an environment's scripted demonstrators and write all its demo sets to disk.
     ///
@@ -187,12 +194,16 @@ fn dispatch(cli: Cli) -> Result<()> {
             speed,
             screenshot,
             after_steps,
+            checkpoint_folder,
+            demonstrators,
         }) => ls3::app::run(ls3::app::AppOptions {
             env,
             seed,
             speed,
             screenshot,
             after_steps,
+            agent: checkpoint_folder,
+            demonstrators_only: demonstrators,
         }),
         Some(Command::Collect {
             env,

@@ -64,6 +64,7 @@ impl StudioApp {
                 kind: settings.env,
                 seed: options.seed,
                 steps_per_second: settings.speed,
+                agents: super::agents(&options),
                 ..WorkerOptions::default()
             },
             Box::new(move || ctx.request_repaint()),

@@ -1,4 +1,4 @@
-//! The side panel: summary of the demonstrator's episodes so far and the list to pick one to
+//! The side panel: summary of the agent's or demonstrator's episodes so far and the list to pick one to
 //! replay.
 
 use super::episode_view::{GOAL, HAZARD, Selection, VIOLATION};
@@ -8,8 +8,18 @@ use egui::{Color32, RichText, Ui};
 /// Draws the summary and the episode list; clicking an entry edits `selection`.
 pub fn ui(ui: &mut Ui, state: &AppState, selection: &mut Selection) {
     ui.add_space(4.0);
-    ui.heading("Task demonstrator");
-    let demonstrator = state.kind.demo_sets().first().map_or("–", |set| set.name);
+    // Who acts: the live episode says (a trained agent or the task demonstrator).
+    let demonstrator = state
+        .live
+        .as_ref()
+        .map(|l| l.demonstrator)
+        .or_else(|| state.kind.demo_sets().first().map(|set| set.name))
+        .unwrap_or("–");
+    ui.heading(if demonstrator == super::worker::AGENT_NAME {
+        "Trained agent"
+    } else {
+        "Task demonstrator"
+    });
     ui.label(
         RichText::new(format!(
             "{} · {demonstrator} · seed {}",

@@ -403,6 +403,7 @@ mod tests {
                 marker: [5.0 + t as f32, 5.0],
                 reward: -1.0,
                 constraint: t == 2,
+                plan: None,
             }));
         }
         state.apply(Event::EpisodeFinished(EpisodeEnd {

@@ -33,6 +33,33 @@ pub struct AppOptions {
     /// Capture the window to this PNG after playing `after_steps` steps, then close.
     pub screenshot: Option<PathBuf>,
     pub after_steps: u64,
+    /// A trained agent (checkpoint folder) to act in its environment instead of the shipped one.
+    pub agent: Option<PathBuf>,
+    /// Let the demonstrators act even where a trained agent is available.
+    pub demonstrators_only: bool,
+}
+
+/// The agents that act in the app: the shipped ones (`assets/<env>/`), replaced by `agent` for
+/// its environment. An unreadable `agent` is still returned: the worker reports why it fails.
+pub fn agents(options: &AppOptions) -> std::collections::HashMap<EnvKind, PathBuf> {
+    let mut out = std::collections::HashMap::new();
+    if options.demonstrators_only {
+        return out;
+    }
+    let assets = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+    for kind in EnvKind::ALL {
+        let dir = assets.join(kind.name());
+        if dir.join("agent.json").is_file() {
+            out.insert(kind, dir);
+        }
+    }
+    if let Some(dir) = &options.agent {
+        let kind = crate::model::checkpoint::read_meta(dir)
+            .map(|m| m.spec.env)
+            .unwrap_or(EnvKind::Navigation);
+        out.insert(kind, dir.clone());
+    }
+    out
 }
 
 /// Opens the LS3 Studio window (wgpu renderer) and returns when it is closed.

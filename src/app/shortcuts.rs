@@ -120,6 +120,7 @@ mod tests {
                 marker: [1.0; 2],
                 reward: -1.0,
                 constraint: false,
+                plan: None,
             }));
             state.apply(Event::EpisodeFinished(EpisodeEnd {
                 episode,

@@ -263,6 +263,7 @@ mod tests {
             marker: [t as f32, 1.0],
             reward,
             constraint,
+            plan: None,
         })
     }
 

@@ -1,19 +1,27 @@
-//! The background worker: it owns the environment, its task demonstrator and the seeded random
-//! streams, advances one environment step at a time, and reports what happened as typed
-//! [`Event`]s. The UI only sends [`Command`]s and drains events; it never simulates.
+//! The background worker: it owns the environment, who acts in it — a trained LS3 agent when one
+//! is available for the environment (loaded here, off the UI thread), else the task
+//! demonstrator — and the seeded random streams; it advances one environment step at a time and
+//! reports what happened as typed [`Event`]s. The UI only sends [`Command`]s and drains events; it
+//! never simulates, plans or loads files.
 //!
-//! Episode `i` of a stream is seeded exactly like episode `i` of the environment's first demo set
-//! in `ls3 collect` ([`crate::data::collect::demo_episode`]), so what the app shows is the data the
-//! pipeline collects.
+//! Demonstrator episode `i` is seeded exactly like episode `i` of the environment's first demo
+//! set in `ls3 collect` ([`crate::data::collect::demo_episode`]), so what the app shows is the
+//! data the pipeline collects; agent episode `i` like episode `i` of `ls3 eval`.
 
 use crate::env::demos::{DemoSet, Teacher};
 use crate::env::{Env, EnvKind, Frame, Overlay};
+use crate::model::agent::Agent;
+use crate::planner::{PlanRecord, PlannerConfig};
 use crate::seed::derive;
+use crate::train::Actor;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal};
+use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -84,7 +92,12 @@ pub struct StepEvent {
     pub reward: f32,
     /// The new state violates the constraint.
     pub constraint: bool,
+    /// What the planner imagined, when an agent acts.
+    pub plan: Option<Box<PlanRecord>>,
 }
+
+/// Who acts in the episodes.
+pub const AGENT_NAME: &str = "LS3 agent";
 
 /// The end of an episode, with its outcome.
 #[derive(Clone, Debug, PartialEq)]
@@ -127,6 +140,9 @@ pub struct WorkerOptions {
     /// Pace of continuous play.
     pub steps_per_second: f32,
     pub make_env: EnvFactory,
+    /// Checkpoint folders of trained agents by environment: where one is given, that agent acts
+    /// (planner settings from its configuration) instead of the demonstrator.
+    pub agents: HashMap<EnvKind, PathBuf>,
 }
 
 impl Default for WorkerOptions {
@@ -136,6 +152,7 @@ impl Default for WorkerOptions {
             seed: 0,
             steps_per_second: 25.0,
             make_env: EnvKind::make,
+            agents: HashMap::new(),
         }
     }
 }
@@ -197,13 +214,28 @@ impl Drop for WorkerHandle {
     }
 }
 
-/// The live episode: teacher, its random stream and how far it got.
+/// Who acts in the live episode.
+enum Driver {
+    /// The task demonstrator with its random stream and action noise.
+    Teacher {
+        set: &'static DemoSet,
+        teacher: Box<dyn Teacher>,
+        rng: StdRng,
+        noise: Normal<f32>,
+    },
+    /// A trained agent planning every step; its actor owns the environment.
+    Agent {
+        actor: Box<Actor>,
+        agent: Arc<Agent>,
+        planner: PlannerConfig,
+    },
+}
+
+/// The live episode: who acts and how far it got.
 struct Live {
     episode: u64,
-    set: &'static DemoSet,
-    teacher: Box<dyn Teacher>,
-    rng: StdRng,
-    noise: Normal<f32>,
+    driver: Driver,
+    steps: usize,
     t: usize,
     cost: f32,
     success: bool,
@@ -215,6 +247,9 @@ struct Worker {
     seed: u64,
     period: Duration,
     make_env: EnvFactory,
+    agent_dirs: HashMap<EnvKind, PathBuf>,
+    /// Agents loaded so far (`None`: loading failed, the demonstrator acts).
+    agents: HashMap<EnvKind, Option<(Arc<Agent>, PlannerConfig)>>,
     env: Option<Box<dyn Env>>,
     live: Option<Live>,
     next_episode: u64,
@@ -238,6 +273,8 @@ impl Worker {
             seed: options.seed,
             period: period(options.steps_per_second),
             make_env: options.make_env,
+            agent_dirs: options.agents,
+            agents: HashMap::new(),
             env: None,
             live: None,
             next_episode: 0,
@@ -368,11 +405,76 @@ impl Worker {
         }
     }
 
+    /// The agent for the current environment, loaded on first use.
+    fn agent(&mut self) -> Option<(Arc<Agent>, PlannerConfig)> {
+        let kind = self.kind;
+        if !self.agents.contains_key(&kind) {
+            let loaded = self.agent_dirs.get(&kind).and_then(|dir| {
+                let device = crate::model::default_device();
+                match crate::model::checkpoint::load(dir, Some(kind), &device) {
+                    Ok((agent, meta)) => {
+                        let planner = meta
+                            .config
+                            .get("config")
+                            .and_then(|c| {
+                                serde_json::from_value::<crate::config::Config>(c.clone()).ok()
+                            })
+                            .map_or_else(
+                                || crate::config::Config::quick(kind).planner,
+                                |c| c.planner,
+                            );
+                        Some((Arc::new(agent), planner))
+                    }
+                    Err(e) => {
+                        self.emit(Event::Error(format!(
+                            "the {kind} agent could not be loaded, the demonstrator acts \
+                             instead: {e}"
+                        )));
+                        None
+                    }
+                }
+            });
+            self.agents.insert(kind, loaded);
+        }
+        self.agents[&kind].clone()
+    }
+
     fn start_episode(&mut self) {
         let kind = self.kind;
-        let set = &kind.demo_sets()[0];
         let episode = self.next_episode;
         self.next_episode += 1;
+        if let Some((agent, planner)) = self.agent() {
+            let mut actor = Box::new(Actor::new(kind, derive(self.seed, "eval", 0)));
+            let (state, frame) = actor.begin(episode as usize);
+            let env = actor.env();
+            let start = EpisodeStart {
+                episode,
+                kind,
+                demonstrator: AGENT_NAME,
+                steps: kind.horizon(),
+                overlay: env.overlay(),
+                frame,
+                marker: env.marker(&state),
+                state,
+            };
+            self.env = None;
+            self.live = Some(Live {
+                episode,
+                driver: Driver::Agent {
+                    actor,
+                    agent,
+                    planner,
+                },
+                steps: kind.horizon(),
+                t: 0,
+                cost: 0.0,
+                success: false,
+                violated: false,
+            });
+            self.emit(Event::EpisodeStarted(start));
+            return;
+        }
+        let set = &kind.demo_sets()[0];
         // The same streams as episode `episode` of `ls3 collect` for this set.
         let mut env = (self.make_env)(kind, derive(self.seed, set.name, episode));
         let mut rng =
@@ -395,10 +497,13 @@ impl Worker {
         self.env = Some(env);
         self.live = Some(Live {
             episode,
-            set,
-            teacher,
-            rng,
-            noise: Normal::new(0.0f32, std.max(f32::MIN_POSITIVE)).expect("finite std"),
+            driver: Driver::Teacher {
+                set,
+                teacher,
+                rng,
+                noise: Normal::new(0.0f32, std.max(f32::MIN_POSITIVE)).expect("finite std"),
+            },
+            steps: set.steps,
             t: 0,
             cost: 0.0,
             success: false,
@@ -408,33 +513,70 @@ impl Worker {
     }
 
     fn step(&mut self) {
-        let (Some(env), Some(live)) = (self.env.as_mut(), self.live.as_mut()) else {
+        let Some(live) = self.live.as_mut() else {
             return;
         };
-        let kind = env.kind();
-        let state = env.state();
-        let mut action = live.teacher.act(live.t, &state, &mut live.rng);
-        if live.set.noise > 0.0 {
-            action[0] += live.noise.sample(&mut live.rng);
-            action[1] += live.noise.sample(&mut live.rng);
-        }
-        let action = kind.clip_action(action);
-        let step = env.step(action);
-        live.t += 1;
-        live.cost -= step.reward;
-        live.success |= step.reward == 0.0;
-        live.violated |= step.constraint;
-        let event = StepEvent {
-            episode: live.episode,
-            t: live.t,
-            action,
-            marker: env.marker(&step.state),
-            frame: step.frame,
-            state: step.state,
-            reward: step.reward,
-            constraint: step.constraint,
+        let event = match &mut live.driver {
+            Driver::Teacher {
+                set,
+                teacher,
+                rng,
+                noise,
+            } => {
+                let Some(env) = self.env.as_mut() else {
+                    return;
+                };
+                let kind = env.kind();
+                let state = env.state();
+                let mut action = teacher.act(live.t, &state, rng);
+                if set.noise > 0.0 {
+                    action[0] += noise.sample(rng);
+                    action[1] += noise.sample(rng);
+                }
+                let action = kind.clip_action(action);
+                let step = env.step(action);
+                StepEvent {
+                    episode: live.episode,
+                    t: live.t + 1,
+                    action,
+                    marker: env.marker(&step.state),
+                    frame: step.frame,
+                    state: step.state,
+                    reward: step.reward,
+                    constraint: step.constraint,
+                    plan: None,
+                }
+            }
+            Driver::Agent {
+                actor,
+                agent,
+                planner,
+            } => match actor.step(agent, planner) {
+                Ok(s) => StepEvent {
+                    episode: live.episode,
+                    t: live.t + 1,
+                    action: actor.env().kind().clip_action(s.plan.action),
+                    marker: actor.env().marker(&s.state),
+                    frame: s.frame,
+                    state: s.state,
+                    reward: s.reward,
+                    constraint: s.constraint,
+                    plan: Some(Box::new(s.plan)),
+                },
+                Err(e) => {
+                    let message = format!("the agent failed to act: {e:#}");
+                    self.live = None;
+                    self.emit(Event::Error(message));
+                    self.set_state(WorkerState::Paused);
+                    return;
+                }
+            },
         };
-        let end = (live.t >= live.set.steps).then_some(EpisodeEnd {
+        live.t += 1;
+        live.cost -= event.reward;
+        live.success |= event.reward == 0.0;
+        live.violated |= event.constraint;
+        let end = (live.t >= live.steps).then_some(EpisodeEnd {
             episode: live.episode,
             steps: live.t,
             cost: live.cost,
@@ -520,6 +662,65 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_trained_agent_acts_and_reports_its_plans_where_one_is_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = dir.path().join("agent");
+        let spec = crate::model::agent::AgentSpec::for_env(EnvKind::Navigation);
+        let agent = Agent::new(spec, &candle_core::Device::Cpu, 1).unwrap();
+        let mut config = crate::config::Config::quick(EnvKind::Navigation);
+        config.planner.population = 12;
+        config.planner.elites = 3;
+        config.planner.particles = 2;
+        let meta = serde_json::json!({ "config": config });
+        crate::model::checkpoint::save(&agent, &ck, meta).unwrap();
+        let options = WorkerOptions {
+            seed: 3,
+            agents: HashMap::from([(EnvKind::Navigation, ck)]),
+            ..WorkerOptions::default()
+        };
+        let worker = WorkerHandle::spawn(options, Box::new(|| {})).unwrap();
+        let events = wait_for(&worker, |e| matches!(e, Event::EpisodeStarted(_)));
+        let Some(Event::EpisodeStarted(start)) = events.last() else {
+            unreachable!()
+        };
+        assert_eq!(start.demonstrator, AGENT_NAME);
+        assert_eq!(start.steps, 100);
+        worker.send(Command::Step);
+        let events = wait_for(&worker, |e| matches!(e, Event::Step(_)));
+        let step = steps(&events)[0];
+        let plan = step
+            .plan
+            .as_ref()
+            .expect("the agent's step carries its plan");
+        assert_eq!(
+            plan.config.population, 12,
+            "planner settings from the checkpoint"
+        );
+        assert_eq!(plan.actions.len(), plan.config.horizon);
+        assert_eq!(step.action, EnvKind::Navigation.clip_action(plan.action));
+    }
+
+    #[test]
+    fn an_unreadable_agent_is_reported_and_the_demonstrator_acts() {
+        let options = WorkerOptions {
+            agents: HashMap::from([(EnvKind::Navigation, PathBuf::from("/no/such/agent"))]),
+            ..WorkerOptions::default()
+        };
+        let worker = WorkerHandle::spawn(options, Box::new(|| {})).unwrap();
+        let events = wait_for(&worker, |e| matches!(e, Event::EpisodeStarted(_)));
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Error(m) if m.contains("/no/such/agent"))),
+            "{events:#?}"
+        );
+        let Some(Event::EpisodeStarted(start)) = events.last() else {
+            unreachable!()
+        };
+        assert_eq!(start.demonstrator, EnvKind::Navigation.demo_sets()[0].name);
     }
 
     #[test]
