@@ -404,3 +404,40 @@ fn eval_prints_episode_lines_and_ends_with_one_json_line() {
         assert!(json[key].is_number(), "{key} in {json}");
     }
 }
+
+#[test]
+fn the_shipped_navigation_agent_loads_and_acts() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/navigation");
+    let device = ls3::model::default_device();
+    let (agent, meta) =
+        ls3::model::checkpoint::load(&shipped, Some(ls3::env::EnvKind::Navigation), &device)
+            .unwrap();
+    assert_eq!(agent.spec.channels, 3);
+    // Made by `ls3 run` with the quick preset: its configuration travels with it.
+    assert_eq!(meta.config["preset"], "quick");
+    assert_eq!(meta.config["config"]["env"], "navigation");
+    let size: u64 = std::fs::read_dir(&shipped)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(size <= 10 << 20, "{size} bytes");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = ls3::config::Config::quick(ls3::env::EnvKind::Navigation);
+    config.planner.population = 16;
+    config.planner.elites = 4;
+    config.planner.particles = 2;
+    let cfg = tmp.path().join("small.json");
+    std::fs::write(&cfg, serde_json::to_vec(&config).unwrap()).unwrap();
+    let o = ls3(&[
+        "eval",
+        "--checkpoint-folder",
+        shipped.to_str().unwrap(),
+        "--episodes",
+        "1",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("\"episodes\":1"));
+}
