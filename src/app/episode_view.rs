@@ -169,10 +169,11 @@ fn header(ui: &mut Ui, episode: &EpisodeRecord, live: bool, show_overlay: &mut b
         };
         ui.label(badge.strong());
         ui.label(
-            RichText::new(format!(
-                "{} · demonstrator {}",
-                episode.kind, episode.demonstrator
-            ))
+            RichText::new(if episode.demonstrator == super::worker::AGENT_NAME {
+                format!("{} · {}", episode.kind, episode.demonstrator)
+            } else {
+                format!("{} · demonstrator {}", episode.kind, episode.demonstrator)
+            })
             .weak(),
         );
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {

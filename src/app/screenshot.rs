@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 /// Frames drawn after the last step before capturing, so sizes measured in one frame are used.
 const SETTLE_FRAMES: u32 = 6;
 /// Give up when the capture has not happened by then.
-const TIMEOUT: Duration = Duration::from_secs(180);
+const TIMEOUT: Duration = Duration::from_secs(900);
 
 /// Where the outcome of the capture is reported to [`super::run`].
 pub type Outcome = Arc<Mutex<Option<Result<(), String>>>>;
