@@ -96,8 +96,13 @@ pub fn markdown_table(results: &[RunResult]) -> String {
         let demo = r
             .demo_mean_cost
             .map_or_else(|| "–".to_string(), |c| format!("{c:.1}"));
+        let successes = if r.mean_cost_successful.is_nan() {
+            "–".to_string()
+        } else {
+            format!("{:.1}", r.mean_cost_successful)
+        };
         out += &format!(
-            "| {} | {} ({}) | {} | {:.0} % | {:.0} % | {:.1} | {:.1} | {} | {} |\n",
+            "| {} | {} ({}) | {} | {:.0} % | {:.0} % | {:.1} | {} | {} | {} |\n",
             r.name,
             r.rounds,
             r.last_rounds,
@@ -105,7 +110,7 @@ pub fn markdown_table(results: &[RunResult]) -> String {
             r.success_rate * 100.0,
             r.violation_rate * 100.0,
             r.mean_cost,
-            r.mean_cost_successful,
+            successes,
             r.total_violations,
             demo
         );
