@@ -318,6 +318,19 @@ fn random_agent(dir: &Path, env: ls3::env::EnvKind) {
     ls3::model::checkpoint::save(&agent, dir, serde_json::json!({})).unwrap();
 }
 
+/// A navigation configuration with a planner small enough for tests, written into `dir`.
+fn small_planner_config(dir: &Path) -> std::path::PathBuf {
+    let mut config = ls3::config::Config::quick(ls3::env::EnvKind::Navigation);
+    config.planner.population = 16;
+    config.planner.elites = 4;
+    config.planner.particles = 2;
+    config.planner.horizon = 2;
+    config.planner.iterations = 2;
+    let path = dir.join("small.json");
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    path
+}
+
 #[test]
 fn run_never_writes_into_an_existing_run_folder() {
     let tmp = tempfile::tempdir().unwrap();
@@ -375,14 +388,7 @@ fn eval_prints_episode_lines_and_ends_with_one_json_line() {
     let tmp = tempfile::tempdir().unwrap();
     let ck = tmp.path().join("agent");
     random_agent(&ck, ls3::env::EnvKind::Navigation);
-    let mut config = ls3::config::Config::quick(ls3::env::EnvKind::Navigation);
-    config.planner.population = 16;
-    config.planner.elites = 4;
-    config.planner.particles = 2;
-    config.planner.horizon = 2;
-    config.planner.iterations = 2;
-    let cfg = tmp.path().join("tiny.json");
-    std::fs::write(&cfg, serde_json::to_vec(&config).unwrap()).unwrap();
+    let cfg = small_planner_config(tmp.path());
     let o = ls3(&[
         "eval",
         "--checkpoint-folder",
@@ -423,12 +429,7 @@ fn the_shipped_navigation_agent_loads_and_acts() {
     assert!(size <= 10 << 20, "{size} bytes");
 
     let tmp = tempfile::tempdir().unwrap();
-    let mut config = ls3::config::Config::quick(ls3::env::EnvKind::Navigation);
-    config.planner.population = 16;
-    config.planner.elites = 4;
-    config.planner.particles = 2;
-    let cfg = tmp.path().join("small.json");
-    std::fs::write(&cfg, serde_json::to_vec(&config).unwrap()).unwrap();
+    let cfg = small_planner_config(tmp.path());
     let o = ls3(&[
         "eval",
         "--checkpoint-folder",

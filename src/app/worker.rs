@@ -444,7 +444,11 @@ impl Worker {
         let episode = self.next_episode;
         self.next_episode += 1;
         if let Some((agent, planner)) = self.agent() {
-            let mut actor = Box::new(Actor::new(kind, derive(self.seed, "eval", 0)));
+            // Keep the actor of the episode that just ended (same seeds); a new one otherwise.
+            let mut actor = match self.live.take().map(|l| l.driver) {
+                Some(Driver::Agent { actor, .. }) if actor.env().kind() == kind => actor,
+                _ => Box::new(Actor::new(kind, derive(self.seed, "eval", 0))),
+            };
             let (state, frame) = actor.begin(episode as usize);
             let env = actor.env();
             let start = EpisodeStart {

@@ -161,7 +161,7 @@ impl Session {
                 );
             }
         }
-        RunDir::open(&dir)?;
+        let run_dir = RunDir::open(&dir)?;
         let run = RunConfig {
             seed: opts.seed,
             preset: opts.preset,
@@ -170,8 +170,7 @@ impl Session {
             demo_limit: opts.demo_limit,
             config,
         };
-        let layout = Layout(&dir);
-        write_json(&layout.config(), &run)?;
+        run_dir.write_json("config.json", &run)?;
         let mut session = Self::build(run, dir, RunState::default())?;
         session.logln(&format!(
             "new {} run, seed {}, in {}",
@@ -574,9 +573,7 @@ impl Session {
         if let Some(r) = report {
             self.chunk_done(&r, done, total, obs)?;
             if done == total || done % PNG_EVERY == 0 {
-                let run = RunDir {
-                    path: self.dir.clone(),
-                };
+                let run = self.run_dir();
                 write_vae_grids(&self.agent, &pool, &run, r.iteration, &mut self.grid_rng)?;
             }
         }
@@ -831,8 +828,16 @@ impl Session {
         Ok(())
     }
 
+    fn run_dir(&self) -> RunDir {
+        RunDir {
+            path: self.dir.clone(),
+        }
+    }
+
     fn write_state(&self) -> Result<()> {
-        write_json(&Layout(&self.dir).state(), &self.state)
+        self.run_dir()
+            .write_json("state.json", &self.state)
+            .map(drop)
     }
 
     fn logln(&mut self, line: &str) -> Result<()> {
@@ -845,12 +850,6 @@ impl Session {
             .and_then(|_| self.log.flush())
             .with_context(|| format!("writing {}", Layout(&self.dir).log().display()))
     }
-}
-
-fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(value).context("serialising JSON")?;
-    crate::data::dataset::write_atomic(path, &bytes)
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Runs `episodes` planner episodes with frozen models (seeds derived from `seed`), calling
