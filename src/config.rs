@@ -126,6 +126,10 @@ pub struct ValueConfig {
     pub ensemble: bool,
     pub members: usize,
     pub discount: f32,
+    /// Bootstrap the TD target through the end of an episode that timed out (only goal states
+    /// are terminal). The paper treats every episode end as terminal, which teaches the value
+    /// that wherever a failed episode stopped is nearly worth 0 — off in the paper preset.
+    pub bootstrap_timeouts: bool,
     /// Online → target copy every this many updates.
     pub target_every: usize,
     /// The first this many updates (counted over the trainer's life) regress onto reward-to-go
@@ -216,6 +220,7 @@ impl Config {
                 ensemble: true,
                 members: 5,
                 discount: 0.99,
+                bootstrap_timeouts: false,
                 target_every: 100,
                 val_init_iters: init,
                 init_iters: 2 * init,
@@ -286,6 +291,7 @@ impl Config {
         c.value.val_init_iters = init / 2;
         c.value.init_iters = init;
         c.value.update_iters = 2 * update;
+        c.value.bootstrap_timeouts = true;
         for cl in [&mut c.constraint, &mut c.goal] {
             cl.lr = 5e-4;
             cl.batch = 128;

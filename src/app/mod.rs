@@ -7,6 +7,7 @@
 
 #[allow(clippy::module_inception)]
 pub mod app;
+pub mod data;
 mod episode_list;
 pub mod episode_view;
 mod error_bar;

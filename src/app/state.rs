@@ -1,6 +1,8 @@
 //! What the app knows, filled only by worker [`Event`]s; the views read it and never change it.
 
-use super::worker::{EpisodeEnd, EpisodeStart, Event, StepEvent, WorkerState};
+use super::data::{AnalysisData, PlanShot};
+use super::worker::{EpisodeEnd, EpisodeStart, Event, StepEvent, TrainingUpdate, WorkerState};
+use std::sync::Arc;
 use crate::env::{EnvKind, Frame, Overlay};
 use std::collections::VecDeque;
 
@@ -34,6 +36,8 @@ pub struct EpisodeRecord {
     pub markers: Vec<[f32; 2]>,
     pub states: Vec<Vec<f64>>,
     pub steps: Vec<StepRecord>,
+    /// `plans[i - 1]` chose step `i` (`None` where a demonstrator acted).
+    pub plans: Vec<Option<Arc<PlanShot>>>,
     /// Set when the episode has ended.
     pub outcome: Option<EpisodeEnd>,
 }
@@ -53,6 +57,7 @@ impl EpisodeRecord {
             markers: vec![start.marker],
             states: vec![start.state],
             steps: Vec::with_capacity(start.steps),
+            plans: Vec::with_capacity(start.steps),
             outcome: None,
         }
     }
@@ -66,6 +71,7 @@ impl EpisodeRecord {
             reward: step.reward,
             constraint: step.constraint,
         });
+        self.plans.push(step.plan);
     }
 
     /// Steps taken so far.
@@ -146,6 +152,8 @@ pub struct AppState {
     pub errors: VecDeque<String>,
     /// Errors received since the app started (also those no longer kept).
     pub error_count: u64,
+    /// Training curves, latents and heatmaps.
+    pub analysis: AnalysisData,
     next_uid: u64,
 }
 
@@ -169,6 +177,7 @@ impl AppState {
             total_steps: 0,
             errors: VecDeque::new(),
             error_count: 0,
+            analysis: AnalysisData::default(),
             next_uid: 0,
         }
     }
@@ -205,6 +214,9 @@ impl AppState {
                 self.finished.push_back(live);
             }
             Event::State(state) => self.worker = state,
+            Event::Training(update) => self.apply_training(update),
+            Event::Latents(snapshot) => self.analysis.latents = Some(snapshot),
+            Event::Heatmaps(snapshot) => self.analysis.heatmaps = Some(snapshot),
             Event::Error(message) => {
                 if self.errors.len() == MAX_ERRORS {
                     self.errors.pop_front();
@@ -212,6 +224,30 @@ impl AppState {
                 self.errors.push_back(message);
                 self.error_count += 1;
             }
+        }
+    }
+
+    fn apply_training(&mut self, update: TrainingUpdate) {
+        let t = &mut self.analysis.training;
+        match update {
+            TrainingUpdate::Started { run_dir } => {
+                *t = Default::default();
+                t.run_dir = Some(run_dir);
+            }
+            TrainingUpdate::Progress(p) => t.progress = Some(p),
+            TrainingUpdate::Loss {
+                module,
+                iteration,
+                loss,
+            } => t.push_loss(module, iteration, loss),
+            TrainingUpdate::Episode(e) => t.episodes.push(e),
+            TrainingUpdate::Round(r) => t.rounds.push(r),
+            TrainingUpdate::DemoMeanCost(c) => t.demo_mean_cost = Some(c),
+            TrainingUpdate::Overlay { name, rounds } => {
+                t.overlays.retain(|(n, _)| *n != name);
+                t.overlays.push((name, rounds));
+            }
+            TrainingUpdate::Ended { .. } => t.progress = None,
         }
     }
 

@@ -11,7 +11,10 @@
 use crate::env::demos::{DemoSet, Teacher};
 use crate::env::{Env, EnvKind, Frame, Overlay};
 use crate::model::agent::Agent;
-use crate::planner::{PlanRecord, PlannerConfig};
+use super::data::{HeatmapSnapshot, JobProgress, LatentSnapshot, PlanShot};
+use crate::model::agent::ModuleKind;
+use crate::planner::PlannerConfig;
+use crate::train::metrics::{EpisodeSummary, RoundMetrics};
 use crate::seed::derive;
 use crate::train::Actor;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -92,8 +95,8 @@ pub struct StepEvent {
     pub reward: f32,
     /// The new state violates the constraint.
     pub constraint: bool,
-    /// What the planner imagined, when an agent acts.
-    pub plan: Option<Box<PlanRecord>>,
+    /// What the planner imagined (with the imagined latents decoded), when an agent acts.
+    pub plan: Option<Arc<PlanShot>>,
 }
 
 /// Who acts in the episodes.
@@ -124,8 +127,35 @@ pub enum Event {
     Step(StepEvent),
     EpisodeFinished(EpisodeEnd),
     State(WorkerState),
+    /// A training run reported progress or results.
+    Training(TrainingUpdate),
+    /// A new PCA of the replay latents.
+    Latents(Arc<LatentSnapshot>),
+    /// New heatmaps of the current agent.
+    Heatmaps(Arc<HeatmapSnapshot>),
     /// Something failed (a panic in the simulation, for example); the worker keeps running.
     Error(String),
+}
+
+/// What a training run ("Train from scratch") reports to the views.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrainingUpdate {
+    /// A run started in this folder: forget the previous run's curves.
+    Started { run_dir: PathBuf },
+    Progress(JobProgress),
+    Loss {
+        module: ModuleKind,
+        iteration: u64,
+        loss: f32,
+    },
+    Episode(EpisodeSummary),
+    Round(RoundMetrics),
+    /// The demonstrators' mean cost, once the demos are loaded.
+    DemoMeanCost(f32),
+    /// Rounds of another run to overlay on the curves (e.g. an ablation).
+    Overlay { name: String, rounds: Vec<RoundMetrics> },
+    /// The run ended (all rounds done) or was stopped; its folder is consistent.
+    Ended { completed: bool },
 }
 
 /// Builds an environment from its kind and seed ([`EnvKind::make`] outside tests).
@@ -565,7 +595,10 @@ impl Worker {
                     state: s.state,
                     reward: s.reward,
                     constraint: s.constraint,
-                    plan: Some(Box::new(s.plan)),
+                    plan: Some(Arc::new(PlanShot {
+                        record: s.plan,
+                        imagined: Vec::new(),
+                    })),
                 },
                 Err(e) => {
                     let message = format!("the agent failed to act: {e:#}");
@@ -695,10 +728,11 @@ mod tests {
         worker.send(Command::Step);
         let events = wait_for(&worker, |e| matches!(e, Event::Step(_)));
         let step = steps(&events)[0];
-        let plan = step
+        let plan = &step
             .plan
             .as_ref()
-            .expect("the agent's step carries its plan");
+            .expect("the agent's step carries its plan")
+            .record;
         assert_eq!(
             plan.config.population, 12,
             "planner settings from the checkpoint"

@@ -75,14 +75,27 @@ pub fn smooth_l1(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
     ((q.sqr()? * 0.5)? + (a - q)?)?.mean_all()
 }
 
+/// How the value's TD target is formed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Td {
+    pub discount: f32,
+    /// Bootstrap through the last transition of an episode (a timeout); goal states stay 0.
+    pub bootstrap_timeouts: bool,
+}
+
 /// Value, members on their own batches (`[members, batch, …]`): Smooth-L1 onto reward-to-go
-/// (`td = None`), or onto the TD target with the members' target nets at the given discount.
-pub fn value(value: &Value, b: &Batch, td: Option<f32>) -> Result<Tensor> {
+/// (`td = None`), or onto the TD target with the members' target nets.
+pub fn value(value: &Value, b: &Batch, td: Option<Td>) -> Result<Tensor> {
     let target = match td {
         None => b.rtg.clone(),
-        Some(discount) => {
+        Some(td) => {
             let next = value.target_members(&b.z_next)?;
-            td_target(&b.reward, &b.done, &b.goal, &next, discount)?
+            let done = if td.bootstrap_timeouts {
+                b.done.zeros_like()?
+            } else {
+                b.done.clone()
+            };
+            td_target(&b.reward, &done, &b.goal, &next, td.discount)?
         }
     };
     smooth_l1(&value.forward_members(&b.z)?, &target)

@@ -165,7 +165,10 @@ impl Trainer {
                     .sample_members(members, cfg.value.batch, Filter::OnPolicy, rng, &device)
                     .map_err(data)?;
                 let td = (self.iterations[m as usize] >= cfg.value.val_init_iters as u64)
-                    .then_some(cfg.value.discount);
+                    .then_some(losses::Td {
+                        discount: cfg.value.discount,
+                        bootstrap_timeouts: cfg.value.bootstrap_timeouts,
+                    });
                 losses::value(&agent.value, &b, td)?
             }
             ModuleKind::Ss => {

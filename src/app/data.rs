@@ -1,0 +1,184 @@
+//! What the analysis views draw — plans, latents, heatmaps and learning curves — as plain data
+//! the worker reports and [`super::state::AppState`] keeps. The worker computes all of it (decoding,
+//! PCA, heatmaps); the views only read it.
+
+use crate::analysis::heatmap::Heatmaps;
+use crate::env::Frame;
+use crate::model::agent::ModuleKind;
+use crate::planner::PlanRecord;
+use crate::train::metrics::{EpisodeSummary, RoundMetrics};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One planner call as the plan view shows it: the record and its imagined latents decoded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanShot {
+    pub record: PlanRecord,
+    /// `imagined[i]` is the decoded `record.latents[i]` (the frame expected after step `i + 1`);
+    /// empty when decoding was skipped.
+    pub imagined: Vec<Frame>,
+}
+
+/// Where a background job stands: the phase, how far it got and the time it expects to need.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobProgress {
+    /// E.g. "collecting demos", "VAE", "safe set", "round 3/5 episode 2/4".
+    pub phase: String,
+    pub done: usize,
+    pub total: usize,
+    /// Estimated time left in this phase, once it can be estimated.
+    pub eta: Option<Duration>,
+    /// The latest training loss of the phase, if it trains.
+    pub loss: Option<f32>,
+}
+
+/// What a training run reported so far, for the curves and the top bar.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TrainingData {
+    /// The run folder, once the run has one.
+    pub run_dir: Option<PathBuf>,
+    pub progress: Option<JobProgress>,
+    /// Per module: `(iteration, mean loss of a chunk)` in order.
+    pub losses: Vec<(ModuleKind, Vec<[f64; 2]>)>,
+    /// Agent episodes in order.
+    pub episodes: Vec<EpisodeSummary>,
+    pub rounds: Vec<RoundMetrics>,
+    /// Mean cost of the demonstrators' episodes (reference line of the cost curve).
+    pub demo_mean_cost: Option<f32>,
+    /// Rounds of other runs to overlay (e.g. the ablations of `ls3 results`), by name.
+    pub overlays: Vec<(String, Vec<RoundMetrics>)>,
+}
+
+impl TrainingData {
+    /// Appends one loss point of `module`.
+    pub fn push_loss(&mut self, module: ModuleKind, iteration: u64, loss: f32) {
+        let point = [iteration as f64, loss as f64];
+        match self.losses.iter_mut().find(|(m, _)| *m == module) {
+            Some((_, points)) => points.push(point),
+            None => self.losses.push((module, vec![point])),
+        }
+    }
+
+    /// The loss points of `module` (empty when none yet).
+    pub fn loss(&self, module: ModuleKind) -> &[[f64; 2]] {
+        self.losses
+            .iter()
+            .find(|(m, _)| *m == module)
+            .map_or(&[], |(_, p)| p.as_slice())
+    }
+}
+
+/// What a latent point stands for, in the order the latent view colours them (the first that
+/// holds wins).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LatentLabel {
+    /// The constraint is violated in this observation.
+    Constraint,
+    /// The goal holds.
+    Goal,
+    /// Inside the safe set (on a path that reached the goal).
+    SafeSet,
+    /// From a demonstration, otherwise unlabelled.
+    Demo,
+    /// From an agent episode, otherwise unlabelled.
+    Agent,
+}
+
+impl LatentLabel {
+    pub const ALL: [LatentLabel; 5] = [
+        LatentLabel::Constraint,
+        LatentLabel::Goal,
+        LatentLabel::SafeSet,
+        LatentLabel::Demo,
+        LatentLabel::Agent,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LatentLabel::Constraint => "constraint",
+            LatentLabel::Goal => "goal",
+            LatentLabel::SafeSet => "safe set",
+            LatentLabel::Demo => "demo",
+            LatentLabel::Agent => "agent",
+        }
+    }
+}
+
+/// A 2-D PCA of replay latents: the projected points with their labels, and the projection
+/// itself so the current state and imagined plans can be drawn in the same plane.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LatentSnapshot {
+    /// Projected points (a subsample of the replay buffer).
+    pub points: Vec<[f32; 2]>,
+    pub labels: Vec<LatentLabel>,
+    /// The decoded image of some points (`thumbnails[i]` belongs to `points[i]`), for hovering.
+    pub thumbnails: Vec<Option<Frame>>,
+    /// Mean latent the projection subtracts.
+    pub mean: Vec<f32>,
+    /// The two principal directions (unit length, latent size each).
+    pub components: [Vec<f32>; 2],
+    /// Fraction of the variance each component explains.
+    pub explained: [f32; 2],
+}
+
+impl LatentSnapshot {
+    /// Projects a latent onto the two components.
+    pub fn project(&self, z: &[f32]) -> [f32; 2] {
+        let dot = |c: &[f32]| -> f32 {
+            z.iter()
+                .zip(&self.mean)
+                .zip(c)
+                .map(|((z, m), c)| (z - m) * c)
+                .sum()
+        };
+        [dot(&self.components[0]), dot(&self.components[1])]
+    }
+}
+
+/// Heatmaps of the current agent, with the state whose non-grid parts they hold fixed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeatmapSnapshot {
+    pub maps: Heatmaps,
+    /// The state the grid was built around (push: where the blocks were).
+    pub base: Vec<f64>,
+    /// Counts the snapshots of this app run, so views can tell a new one from the last.
+    pub version: u64,
+}
+
+/// The analysis data of the app, shared cheaply between state and views.
+#[derive(Clone, Debug, Default)]
+pub struct AnalysisData {
+    pub training: TrainingData,
+    pub latents: Option<Arc<LatentSnapshot>>,
+    pub heatmaps: Option<Arc<HeatmapSnapshot>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn losses_are_kept_per_module_in_order() {
+        let mut t = TrainingData::default();
+        t.push_loss(ModuleKind::Vae, 25, 3.0);
+        t.push_loss(ModuleKind::Dyn, 50, 1.0);
+        t.push_loss(ModuleKind::Vae, 50, 2.0);
+        assert_eq!(t.loss(ModuleKind::Vae), [[25.0, 3.0], [50.0, 2.0]]);
+        assert_eq!(t.loss(ModuleKind::Dyn), [[50.0, 1.0]]);
+        assert!(t.loss(ModuleKind::Gi).is_empty());
+    }
+
+    #[test]
+    fn projection_subtracts_the_mean_and_dots_the_components() {
+        let s = LatentSnapshot {
+            points: vec![],
+            labels: vec![],
+            thumbnails: vec![],
+            mean: vec![1.0, 1.0, 0.0],
+            components: [vec![1.0, 0.0, 0.0], vec![0.0, 0.0, 1.0]],
+            explained: [0.6, 0.3],
+        };
+        assert_eq!(s.project(&[3.0, 7.0, -2.0]), [2.0, -2.0]);
+    }
+}
