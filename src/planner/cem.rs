@@ -262,17 +262,19 @@ impl Planner {
             break;
         }
 
+        let best = best.expect("at least one iteration is scored");
+        let action = match (&dist, fallback) {
+            (_, true) => {
+                let b = self.bound;
+                [self.rng.random_range(-b..=b), self.rng.random_range(-b..=b)]
+            }
+            (Some(d), false) if cfg.act_on_mean => [d.mean[0], d.mean[1]],
+            _ => best.job.action(best.index, 0),
+        };
         self.warm = if fallback {
             None
         } else {
             dist.map(|d| d.shifted())
-        };
-        let best = best.expect("at least one iteration is scored");
-        let action = if fallback {
-            let b = self.bound;
-            [self.rng.random_range(-b..=b), self.rng.random_range(-b..=b)]
-        } else {
-            best.job.action(best.index, 0)
         };
         let record = record(&best, action, threshold, decays, fallback, feasible, cfg);
         Ok((action, record))

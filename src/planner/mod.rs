@@ -51,6 +51,9 @@ pub struct PlannerConfig {
     /// Share of the first iteration's candidates drawn uniformly; the rest come from the previous
     /// action's elite distribution (1.0: always uniform, as in the paper).
     pub random_percent: f32,
+    /// Execute the first action of the final elite mean instead of the best candidate's (the
+    /// paper's choice). The mean averages out the particles' noise in the winner's first action.
+    pub act_on_mean: bool,
     /// Ablation: plans need not end in the safe set.
     pub ignore_safe_set: bool,
     /// Ablation: predicted constraint violations are not penalised.
@@ -71,6 +74,7 @@ impl Default for PlannerConfig {
             constraint_threshold: 0.2,
             goal_threshold: 0.5,
             random_percent: 1.0,
+            act_on_mean: false,
             ignore_safe_set: false,
             ignore_constraints: false,
         }

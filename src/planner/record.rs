@@ -8,7 +8,8 @@ use serde::Serialize;
 /// search went.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PlanRecord {
-    /// The action sent to the environment: the best plan's first action, or a uniformly random
+    /// The action sent to the environment: the best plan's first action (the elite mean's with
+    /// `act_on_mean`), or a uniformly random
     /// one when `random_fallback`.
     pub action: [f32; 2],
     /// The latent the plan starts from.
