@@ -383,6 +383,19 @@ mod tests {
     }
 
     #[test]
+    fn acting_on_the_elite_mean_goes_the_rewarded_way_without_being_the_best_candidate() {
+        let toy = Toy::new().value([1.0, -1.0]);
+        let cfg = PlannerConfig {
+            act_on_mean: true,
+            ..small()
+        };
+        let (a, rec) = Planner::new(1.0, 1).plan(&toy, &start(), &cfg).unwrap();
+        assert!(a[0] > 0.5 && a[1] < -0.5, "action {a:?}");
+        assert_eq!(rec.action, a);
+        assert_ne!(rec.actions[0], a, "the mean is not one of the sampled candidates");
+    }
+
+    #[test]
     fn a_violating_candidate_is_infeasible_even_with_the_higher_value() {
         let cfg = PlannerConfig::default();
         let s = stats(
