@@ -139,14 +139,17 @@ mod tests {
 
     #[test]
     fn finds_the_directions_of_largest_variance_in_order() {
-        // Points spread 10 along (1, 1, 0)/√2, 2 along z and barely along (1, −1, 0)/√2.
+        // Points spread widely along (1, 1, 0)/√2, less along z and barely along (1, −1, 0)/√2.
         let s = std::f32::consts::FRAC_1_SQRT_2;
+        // A full grid: the three spreads are uncorrelated by construction.
         let mut rows = Vec::new();
-        for i in 0..200 {
-            let a = ((i % 21) as f32 - 10.0) * 1.0;
-            let b = ((i * 7 % 11) as f32 - 5.0) * 0.4;
-            let c = ((i * 3 % 5) as f32 - 2.0) * 0.01;
-            rows.extend([5.0 + a * s + c * s, -1.0 + a * s - c * s, 2.0 + b]);
+        for a in -10..=10 {
+            for b in [-2.0f32, 2.0] {
+                for c in [-0.01f32, 0.01] {
+                    let a = a as f32;
+                    rows.extend([5.0 + a * s + c * s, -1.0 + a * s - c * s, 2.0 + b]);
+                }
+            }
         }
         let pca = Pca::fit(&rows, 3).expect("fits");
         let [first, second] = &pca.components;

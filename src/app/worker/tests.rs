@@ -567,7 +567,7 @@ fn configurations_round_trip_through_json_files() {
         kind: EnvKind::Push,
         seed: 3
     }));
-    std::fs::write(&path, "[]").unwrap();
+    std::fs::write(&path, "{ \"env\": ").unwrap();
     worker.send(Command::LoadConfig(path.clone()));
     let events = wait_for(&worker, |e| matches!(e, Event::Error(_)));
     assert!(
