@@ -72,9 +72,14 @@ fn the_app_boots_into_navigation_showing_episode_zero() {
 fn picking_another_environment_restarts_the_stream_there() {
     let mut h = app(demonstrators());
     until(&mut h, "the first episode", |a| a.state().live.is_some());
-    h.get_by_role_and_label(egui::accesskit::Role::ComboBox, "navigation")
+    h.get_by_role_and_label(egui::accesskit::Role::ComboBox, "Environment")
         .click();
-    h.step();
+    for _ in 0..20 {
+        if h.query_by_label("push").is_some() {
+            break;
+        }
+        h.step();
+    }
     h.get_by_label("push").click();
     until(&mut h, "the push episode", |a| {
         a.state().kind == EnvKind::Push

@@ -122,11 +122,14 @@ impl Controls {
                 for m in ModuleKind::LATENT {
                     let (init, update, lr) = module_fields(c, m);
                     ui.label(m.name());
+                    let name = m.name();
                     changed |= ui
                         .add(egui::DragValue::new(init).range(1..=1_000_000))
+                        .accessible_name(format!("{name} initial iterations"))
                         .changed();
                     changed |= ui
                         .add(egui::DragValue::new(update).range(1..=1_000_000))
+                        .accessible_name(format!("{name} iterations per round"))
                         .changed();
                     changed |= ui
                         .add(
@@ -135,6 +138,7 @@ impl Controls {
                                 .speed(1e-5)
                                 .max_decimals(6),
                         )
+                        .accessible_name(format!("{name} learning rate"))
                         .changed();
                     ui.end_row();
                 }
@@ -205,7 +209,8 @@ fn planner_ui(ui: &mut Ui, p: &mut PlannerConfig) -> bool {
         .show(ui, |ui| {
             changed |= unit(ui, "safe-set threshold", &mut p.safe_set_threshold);
             changed |= unit(ui, "constraint threshold", &mut p.constraint_threshold);
-            ui.label("goal threshold")
+            let l = ui
+                .label("goal threshold")
                 .on_hover_text("On the goal classifier's logit");
             changed |= ui
                 .add(
@@ -213,6 +218,7 @@ fn planner_ui(ui: &mut Ui, p: &mut PlannerConfig) -> bool {
                         .range(-20.0..=20.0)
                         .speed(0.05),
                 )
+                .labelled_by(l.id)
                 .changed();
             ui.end_row();
             changed |= count(ui, "horizon", &mut p.horizon, 1..=50);

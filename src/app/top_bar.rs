@@ -23,7 +23,7 @@ pub fn ui(
         ui.label(RichText::new("LS3 Studio").heading().strong());
         ui.separator();
 
-        ui.label("Environment");
+        let label = ui.label("Environment");
         let before = settings.env;
         egui::ComboBox::from_id_salt("environment")
             .selected_text(settings.env.name())
@@ -33,6 +33,7 @@ pub fn ui(
                 }
             })
             .response
+            .labelled_by(label.id)
             .on_hover_text("Which task to show; switching restarts at episode 0");
         if settings.env != before {
             commands.push(Command::SetEnv(settings.env));
