@@ -76,13 +76,11 @@ impl StudioApp {
                 seed: options.seed,
                 steps_per_second: settings.speed,
                 agents: super::agents(&options),
+                planner: settings.planner.clone(),
                 ..WorkerOptions::default()
             },
             Box::new(move || ctx.request_repaint()),
         )?;
-        if let Some(planner) = &settings.planner {
-            worker.send(Command::SetPlanner(planner.clone()));
-        }
         if let Some(job) = &screenshot {
             worker.send(Command::PlayFor(job.after_steps()));
         }

@@ -44,6 +44,10 @@ impl Controls {
             self.synced = state.config_version;
             if let Some(config) = &state.config {
                 self.draft = config.clone();
+                // A configuration file may have brought new planner settings: keep them.
+                if settings.planner.is_some() {
+                    settings.planner = Some(config.planner.clone());
+                }
             }
         }
         let mut commands = Vec::new();

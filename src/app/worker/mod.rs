@@ -229,6 +229,8 @@ pub struct WorkerOptions {
     pub demo_limit: Option<usize>,
     /// Heatmap cells along the grid's longer axis; 0 turns the analysis snapshots off.
     pub heatmap_cells: usize,
+    /// Planner settings chosen earlier (persisted); `None`: each agent's own.
+    pub planner: Option<PlannerConfig>,
 }
 
 impl Default for WorkerOptions {
@@ -242,6 +244,7 @@ impl Default for WorkerOptions {
             runs_dir: None,
             demo_limit: None,
             heatmap_cells: 32,
+            planner: None,
         }
     }
 }
@@ -367,7 +370,7 @@ impl Worker {
             next_episode: 0,
             state: WorkerState::Paused,
             budget: None,
-            planner: None,
+            planner: options.planner,
             config: Config::quick(options.kind),
             dataset: None,
             runs_dir: options.runs_dir,

@@ -575,3 +575,18 @@ fn configurations_round_trip_through_json_files() {
         "{events:#?}"
     );
 }
+
+#[test]
+fn persisted_planner_settings_are_in_effect_from_the_start() {
+    let options = WorkerOptions {
+        planner: Some(tiny_planner()),
+        heatmap_cells: 0,
+        ..WorkerOptions::default()
+    };
+    let worker = WorkerHandle::spawn(options, Box::new(|| {})).unwrap();
+    let events = wait_for(&worker, |e| matches!(e, Event::Config(_)));
+    let Some(Event::Config(config)) = events.last() else {
+        unreachable!()
+    };
+    assert_eq!(config.planner, tiny_planner());
+}
