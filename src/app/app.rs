@@ -1,13 +1,17 @@
 //! The `eframe::App`: drains worker events into the [`AppState`] once per frame, lays out
 //! top bar → side panel → central episode view, and sends the commands they return.
 
+use super::controls::Controls;
 use super::episode_view::{EpisodeView, Selection};
+use super::frame_times::FrameTimes;
 use super::screenshot::ScreenshotJob;
 use super::state::{AppState, DEFAULT_CAPACITY};
 use super::worker::{Command, Event, WorkerHandle, WorkerOptions};
 use super::{AppOptions, episode_list, error_bar, shortcuts, top_bar};
 use crate::env::EnvKind;
+use crate::planner::PlannerConfig;
 use serde::{Deserialize, Serialize};
+use std::time::Instant;
 
 /// What persists between launches (eframe storage). New fields need a default, so older saved
 /// settings still load.
@@ -18,6 +22,8 @@ pub struct Settings {
     /// Pace of play, environment steps per second.
     pub speed: f32,
     pub show_overlay: bool,
+    /// Planner settings chosen in the controls (`None`: each agent's own).
+    pub planner: Option<PlannerConfig>,
 }
 
 impl Default for Settings {
@@ -26,6 +32,7 @@ impl Default for Settings {
             env: EnvKind::Navigation,
             speed: 25.0,
             show_overlay: true,
+            planner: None,
         }
     }
 }
@@ -38,6 +45,10 @@ pub struct StudioApp {
     selection: Selection,
     episode_view: EpisodeView,
     dismissed_errors: u64,
+    controls: Controls,
+    frame_times: FrameTimes,
+    /// When the frame being built began.
+    frame_start: Option<Instant>,
     /// Set in `--screenshot` mode, which also leaves the stored settings alone.
     screenshot: Option<ScreenshotJob>,
 }
@@ -65,6 +76,7 @@ impl StudioApp {
                 seed: options.seed,
                 steps_per_second: settings.speed,
                 agents: super::agents(&options),
+                planner: settings.planner.clone(),
                 ..WorkerOptions::default()
             },
             Box::new(move || ctx.request_repaint()),
@@ -73,6 +85,9 @@ impl StudioApp {
             worker.send(Command::PlayFor(job.after_steps()));
         }
         Ok(Self {
+            controls: Controls::new(settings.env),
+            frame_times: FrameTimes::default(),
+            frame_start: None,
             state: AppState::new(settings.env, DEFAULT_CAPACITY),
             settings,
             worker,
@@ -81,6 +96,16 @@ impl StudioApp {
             dismissed_errors: 0,
             screenshot,
         })
+    }
+
+    /// What the app knows (for tests and tools driving it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Sends a command to the worker, as a view would.
+    pub fn send(&self, command: Command) {
+        self.worker.send(command);
     }
 
     fn drain_events(&mut self) {
@@ -108,6 +133,7 @@ pub fn install_symbol_fallback(ctx: &egui::Context) {
 
 impl eframe::App for StudioApp {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.frame_start = Some(Instant::now());
         self.drain_events();
         if let Some(job) = &mut self.screenshot {
             job.poll(ctx, &self.state);
@@ -117,7 +143,12 @@ impl eframe::App for StudioApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let mut commands = shortcuts::handle(ui.ctx(), &self.state, &mut self.selection);
         egui::Panel::top("top_bar").show(ui, |ui| {
-            commands.extend(top_bar::ui(ui, &self.state, &mut self.settings));
+            commands.extend(top_bar::ui(
+                ui,
+                &self.state,
+                &mut self.settings,
+                &self.frame_times,
+            ));
         });
         if error_bar::pending(&self.state, self.dismissed_errors) {
             egui::Panel::bottom("errors").show(ui, |ui| {
@@ -129,6 +160,12 @@ impl eframe::App for StudioApp {
             .show(ui, |ui| {
                 episode_list::ui(ui, &self.state, &mut self.selection)
             });
+        egui::Panel::right("controls")
+            .default_size(300.0)
+            .show(ui, |ui| {
+                commands.extend(self.controls.ui(ui, &self.state, &mut self.settings));
+            });
+        commands.extend(self.controls.poll());
         egui::CentralPanel::default().show(ui, |ui| {
             self.episode_view.ui(
                 ui,
@@ -139,6 +176,9 @@ impl eframe::App for StudioApp {
         });
         for command in commands {
             self.worker.send(command);
+        }
+        if let Some(start) = self.frame_start.take() {
+            self.frame_times.push(start.elapsed());
         }
     }
 

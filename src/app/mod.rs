@@ -7,10 +7,12 @@
 
 #[allow(clippy::module_inception)]
 pub mod app;
+mod controls;
 pub mod data;
 mod episode_list;
 pub mod episode_view;
 mod error_bar;
+pub mod frame_times;
 mod screenshot;
 mod shortcuts;
 pub mod state;

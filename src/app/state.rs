@@ -2,9 +2,10 @@
 
 use super::data::{AnalysisData, PlanShot};
 use super::worker::{EpisodeEnd, EpisodeStart, Event, StepEvent, TrainingUpdate, WorkerState};
-use std::sync::Arc;
+use crate::config::Config;
 use crate::env::{EnvKind, Frame, Overlay};
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// Finished episodes kept with all their frames (a push episode is about 1.8 MB).
 pub const DEFAULT_CAPACITY: usize = 50;
@@ -154,6 +155,12 @@ pub struct AppState {
     pub error_count: u64,
     /// Training curves, latents and heatmaps.
     pub analysis: AnalysisData,
+    /// The configuration the worker uses, as it last reported it (the controls show it).
+    pub config: Option<Config>,
+    /// Counts the configurations reported, so the controls can tell a new one.
+    pub config_version: u64,
+    /// The latest thing that worked (a file saved, a dataset opened).
+    pub notice: Option<String>,
     next_uid: u64,
 }
 
@@ -178,6 +185,9 @@ impl AppState {
             errors: VecDeque::new(),
             error_count: 0,
             analysis: AnalysisData::default(),
+            config: None,
+            config_version: 0,
+            notice: None,
             next_uid: 0,
         }
     }
@@ -217,6 +227,11 @@ impl AppState {
             Event::Training(update) => self.apply_training(update),
             Event::Latents(snapshot) => self.analysis.latents = Some(snapshot),
             Event::Heatmaps(snapshot) => self.analysis.heatmaps = Some(snapshot),
+            Event::Config(config) => {
+                self.config = Some(*config);
+                self.config_version += 1;
+            }
+            Event::Notice(message) => self.notice = Some(message),
             Event::Error(message) => {
                 if self.errors.len() == MAX_ERRORS {
                     self.errors.pop_front();

@@ -132,6 +132,23 @@ impl Agent {
         })
     }
 
+    /// An independent copy of every weight (for reading the models on another thread while
+    /// these keep training).
+    pub fn deep_copy(&self) -> Result<Self> {
+        let vars: [VarMap; 6] = std::array::from_fn(|_| VarMap::new());
+        for (from, to) in self.vars.iter().zip(&vars) {
+            let src = from.data().lock().expect("var map lock");
+            let mut dst = to.data().lock().expect("var map lock");
+            for (name, var) in src.iter() {
+                dst.insert(
+                    name.clone(),
+                    candle_core::Var::from_tensor(&var.as_tensor().copy()?)?,
+                );
+            }
+        }
+        Self::build(self.spec.clone(), &self.device, vars)
+    }
+
     /// The variables of one module (for its optimiser and its checkpoint file).
     pub fn vars(&self, m: ModuleKind) -> &VarMap {
         &self.vars[m as usize]
@@ -176,5 +193,37 @@ pub fn target_source(name: &str) -> Option<String> {
         Some(name.replace("value_net_target.", "value_net."))
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deep_copy_has_the_same_weights_and_does_not_follow_later_changes() {
+        let device = Device::Cpu;
+        let agent = Agent::new(AgentSpec::for_env(EnvKind::Navigation), &device, 4).unwrap();
+        let copy = agent.deep_copy().unwrap();
+        let weight = |a: &Agent| -> Vec<f32> {
+            let data = a.vars(ModuleKind::Gi).data().lock().unwrap();
+            let mut names: Vec<_> = data.keys().cloned().collect();
+            names.sort();
+            data[&names[0]]
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        };
+        assert_eq!(weight(&agent), weight(&copy));
+        {
+            let data = agent.vars(ModuleKind::Gi).data().lock().unwrap();
+            for var in data.values() {
+                var.set(&var.as_tensor().zeros_like().unwrap()).unwrap();
+            }
+        }
+        assert!(weight(&agent).iter().all(|&w| w == 0.0));
+        assert!(weight(&copy).iter().any(|&w| w != 0.0));
     }
 }

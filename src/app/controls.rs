@@ -1,0 +1,388 @@
+//! The controls panel: every planner setting live, the training parameters (applied from the
+//! next phase of a run), presets, and the file actions — configurations, agent checkpoints,
+//! datasets, `.pth` imports — through native dialogs on a helper thread. It only edits a draft
+//! and returns [`Command`]s; the worker does the file work and reports back.
+
+use super::app::Settings;
+use super::state::AppState;
+use super::worker::Command;
+use crate::config::{Config, Preset};
+use crate::model::agent::ModuleKind;
+use crate::planner::PlannerConfig;
+use crossbeam_channel::{Receiver, Sender};
+use egui::{RichText, Ui};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The panel's state: the configuration being edited and the dialogs in flight.
+pub struct Controls {
+    draft: Config,
+    /// The [`AppState::config_version`] the draft was last taken from.
+    synced: u64,
+    dialogs: Dialogs,
+}
+
+impl Controls {
+    /// Controls starting from the quick preset of `kind` (replaced by the worker's report).
+    pub fn new(kind: crate::env::EnvKind) -> Self {
+        Self {
+            draft: Config::quick(kind),
+            synced: 0,
+            dialogs: Dialogs::new(),
+        }
+    }
+
+    /// Paths chosen in dialogs since the last call, as commands.
+    pub fn poll(&mut self) -> Vec<Command> {
+        self.dialogs.results.try_iter().collect()
+    }
+
+    /// Draws the panel; returns the commands the person asked for.
+    pub fn ui(&mut self, ui: &mut Ui, state: &AppState, settings: &mut Settings) -> Vec<Command> {
+        if state.config_version != self.synced {
+            self.synced = state.config_version;
+            if let Some(config) = &state.config {
+                self.draft = config.clone();
+                // A configuration file may have brought new planner settings: keep them.
+                if settings.planner.is_some() {
+                    settings.planner = Some(config.planner.clone());
+                }
+            }
+        }
+        let mut commands = Vec::new();
+        egui::ScrollArea::vertical().show(ui, |ui| {
+            egui::CollapsingHeader::new("Planner")
+                .default_open(true)
+                .show(ui, |ui| {
+                    if planner_ui(ui, &mut self.draft.planner) {
+                        settings.planner = Some(self.draft.planner.clone());
+                        commands.push(Command::SetPlanner(self.draft.planner.clone()));
+                    }
+                });
+            egui::CollapsingHeader::new("Training")
+                .default_open(true)
+                .show(ui, |ui| {
+                    commands.extend(self.training_ui(ui, state, settings));
+                });
+            egui::CollapsingHeader::new("Files")
+                .default_open(true)
+                .show(ui, |ui| self.files_ui(ui, ui.ctx().clone()));
+            if let Some(notice) = &state.notice {
+                ui.separator();
+                ui.label(RichText::new(notice).weak());
+            }
+        });
+        commands
+    }
+
+    fn training_ui(
+        &mut self,
+        ui: &mut Ui,
+        state: &AppState,
+        settings: &mut Settings,
+    ) -> Vec<Command> {
+        let mut commands = Vec::new();
+        let kind = self.draft.env;
+        ui.horizontal(|ui| {
+            ui.label("Preset");
+            for preset in [Preset::Quick, Preset::Paper] {
+                let hover = match preset {
+                    Preset::Quick => "A small CPU budget: a usable agent in minutes",
+                    Preset::Paper => "The published hyperparameters (hours on a GPU)",
+                };
+                if ui.button(preset.name()).on_hover_text(hover).clicked() {
+                    self.draft = Config::preset(preset, kind);
+                    settings.planner = Some(self.draft.planner.clone());
+                    commands.push(Command::SetPlanner(self.draft.planner.clone()));
+                    commands.push(Command::SetConfig(Box::new(self.draft.clone())));
+                }
+            }
+        });
+        let mut changed = false;
+        let c = &mut self.draft;
+        egui::Grid::new("training_grid")
+            .num_columns(2)
+            .striped(true)
+            .show(ui, |ui| {
+                changed |= count(ui, "rounds", &mut c.online.num_updates, 1..=200);
+                changed |= count(
+                    ui,
+                    "episodes per round",
+                    &mut c.online.traj_per_update,
+                    1..=100,
+                );
+                changed |= count(ui, "VAE iterations", &mut c.vae.iterations, 1..=1_000_000);
+            });
+        egui::Grid::new("module_grid")
+            .num_columns(4)
+            .striped(true)
+            .show(ui, |ui| {
+                ui.label("module");
+                ui.label("initial");
+                ui.label("per round");
+                ui.label("learning rate");
+                ui.end_row();
+                for m in ModuleKind::LATENT {
+                    let (init, update, lr) = module_fields(c, m);
+                    ui.label(m.name());
+                    let name = m.name();
+                    changed |= ui
+                        .add(egui::DragValue::new(init).range(1..=1_000_000))
+                        .accessible_name(format!("{name} initial iterations"))
+                        .changed();
+                    changed |= ui
+                        .add(egui::DragValue::new(update).range(1..=1_000_000))
+                        .accessible_name(format!("{name} iterations per round"))
+                        .changed();
+                    changed |= ui
+                        .add(
+                            egui::DragValue::new(lr)
+                                .range(1e-6..=1.0)
+                                .speed(1e-5)
+                                .max_decimals(6),
+                        )
+                        .accessible_name(format!("{name} learning rate"))
+                        .changed();
+                    ui.end_row();
+                }
+            });
+        if changed {
+            commands.push(Command::SetConfig(Box::new(self.draft.clone())));
+        }
+        if let Some(dir) = &state.analysis.training.run_dir {
+            ui.label(RichText::new(format!("run: {}", dir.display())).weak())
+                .on_hover_text("The folder of the latest training run");
+        }
+        commands
+    }
+
+    fn files_ui(&mut self, ui: &mut Ui, ctx: egui::Context) {
+        let busy = self.dialogs.busy();
+        ui.add_enabled_ui(!busy, |ui| {
+            ui.horizontal_wrapped(|ui| {
+                let mut ask = |label: &str, hover: &str, dialog: Dialog| {
+                    if ui.button(label).on_hover_text(hover).clicked() {
+                        self.dialogs.open(dialog, ctx.clone());
+                    }
+                };
+                ask(
+                    "Load configuration…",
+                    "Read training and planner settings from a JSON file",
+                    Dialog::LoadConfig,
+                );
+                ask(
+                    "Save configuration…",
+                    "Write the settings in effect as JSON",
+                    Dialog::SaveConfig,
+                );
+                ask(
+                    "Load agent…",
+                    "Let the agent of a checkpoint folder act",
+                    Dialog::LoadAgent,
+                );
+                ask(
+                    "Save agent…",
+                    "Write the acting (or training) agent as a checkpoint folder",
+                    Dialog::SaveAgent,
+                );
+                ask(
+                    "Open dataset…",
+                    "Demo sets (ls3 collect layout) for Train from scratch",
+                    Dialog::OpenDataset,
+                );
+                ask(
+                    "Import .pth…",
+                    "The original implementation's vae.pth, dyn.pth, … (pick their folder)",
+                    Dialog::ImportTorch,
+                );
+            });
+        });
+        if busy {
+            ui.label(RichText::new("a file dialog is open…").weak());
+        }
+    }
+}
+
+/// Draws every planner setting; true when one changed.
+fn planner_ui(ui: &mut Ui, p: &mut PlannerConfig) -> bool {
+    let mut changed = false;
+    egui::Grid::new("planner_grid")
+        .num_columns(2)
+        .striped(true)
+        .show(ui, |ui| {
+            changed |= unit(ui, "safe-set threshold", &mut p.safe_set_threshold);
+            changed |= unit(ui, "constraint threshold", &mut p.constraint_threshold);
+            let l = ui
+                .label("goal threshold")
+                .on_hover_text("On the goal classifier's logit");
+            changed |= ui
+                .add(
+                    egui::DragValue::new(&mut p.goal_threshold)
+                        .range(-20.0..=20.0)
+                        .speed(0.05),
+                )
+                .labelled_by(l.id)
+                .changed();
+            ui.end_row();
+            changed |= count(ui, "horizon", &mut p.horizon, 1..=50);
+            changed |= count(ui, "population", &mut p.population, 1..=100_000);
+            let population = p.population;
+            changed |= count(ui, "elites", &mut p.elites, 1..=population);
+            changed |= count(ui, "particles", &mut p.particles, 1..=200);
+            changed |= count(ui, "CEM iterations", &mut p.iterations, 1..=50);
+        });
+    changed |= ui
+        .checkbox(&mut p.ignore_safe_set, "ignore safe set")
+        .on_hover_text("Ablation: plans need not end in the safe set")
+        .changed();
+    changed |= ui
+        .checkbox(&mut p.ignore_constraints, "ignore constraints")
+        .on_hover_text("Ablation: predicted constraint violations are not penalised")
+        .changed();
+    changed
+}
+
+/// A labelled 0..1 slider row.
+fn unit(ui: &mut Ui, label: &str, value: &mut f32) -> bool {
+    let l = ui.label(label);
+    let changed = ui
+        .add(egui::Slider::new(value, 0.0..=1.0))
+        .labelled_by(l.id)
+        .changed();
+    ui.end_row();
+    changed
+}
+
+/// A labelled integer row.
+fn count(
+    ui: &mut Ui,
+    label: &str,
+    value: &mut usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> bool {
+    let l = ui.label(label);
+    let changed = ui
+        .add(egui::DragValue::new(value).range(range))
+        .labelled_by(l.id)
+        .changed();
+    ui.end_row();
+    changed
+}
+
+/// A latent module's initial and per-round iterations and its learning rate.
+fn module_fields(c: &mut Config, m: ModuleKind) -> (&mut usize, &mut usize, &mut f64) {
+    match m {
+        ModuleKind::Dyn => (
+            &mut c.dynamics.init_iters,
+            &mut c.dynamics.update_iters,
+            &mut c.dynamics.lr,
+        ),
+        ModuleKind::Val => (
+            &mut c.value.init_iters,
+            &mut c.value.update_iters,
+            &mut c.value.lr,
+        ),
+        ModuleKind::Ss => (
+            &mut c.safe_set.init_iters,
+            &mut c.safe_set.update_iters,
+            &mut c.safe_set.lr,
+        ),
+        ModuleKind::Constr => (
+            &mut c.constraint.init_iters,
+            &mut c.constraint.update_iters,
+            &mut c.constraint.lr,
+        ),
+        ModuleKind::Gi => (
+            &mut c.goal.init_iters,
+            &mut c.goal.update_iters,
+            &mut c.goal.lr,
+        ),
+        ModuleKind::Vae => unreachable!("only the latent modules are listed"),
+    }
+}
+
+/// What a dialog asks for, and the command its answer becomes.
+#[derive(Clone, Copy, Debug)]
+enum Dialog {
+    LoadConfig,
+    SaveConfig,
+    LoadAgent,
+    SaveAgent,
+    OpenDataset,
+    ImportTorch,
+}
+
+impl Dialog {
+    /// Shows the native dialog (blocking its thread) and returns the command for the answer.
+    fn ask(self) -> Option<Command> {
+        let d = rfd::FileDialog::new();
+        let json = |d: rfd::FileDialog| d.add_filter("JSON", &["json"]);
+        let path: Option<PathBuf> = match self {
+            Dialog::LoadConfig => json(d.set_title("Load configuration")).pick_file(),
+            Dialog::SaveConfig => json(d.set_title("Save configuration"))
+                .set_file_name("ls3-config.json")
+                .save_file(),
+            Dialog::LoadAgent => d.set_title("Load agent checkpoint folder").pick_folder(),
+            Dialog::SaveAgent => d
+                .set_title("Save agent checkpoint folder")
+                .set_file_name("agent")
+                .save_file(),
+            Dialog::OpenDataset => d.set_title("Open dataset folder").pick_folder(),
+            Dialog::ImportTorch => d
+                .set_title("Import original .pth checkpoints (pick any of them)")
+                .add_filter("PyTorch", &["pth"])
+                .pick_file(),
+        };
+        let path = path?;
+        Some(match self {
+            Dialog::LoadConfig => Command::LoadConfig(path),
+            Dialog::SaveConfig => Command::SaveConfig(path),
+            Dialog::LoadAgent => Command::LoadAgent(path),
+            Dialog::SaveAgent => Command::SaveAgent(path),
+            Dialog::OpenDataset => Command::OpenDataset(path),
+            Dialog::ImportTorch => Command::ImportTorch(path),
+        })
+    }
+}
+
+/// Native dialogs block their thread, so each runs on a helper thread; one at a time.
+struct Dialogs {
+    open: Arc<AtomicBool>,
+    send: Sender<Command>,
+    results: Receiver<Command>,
+}
+
+impl Dialogs {
+    fn new() -> Self {
+        let (send, results) = crossbeam_channel::unbounded();
+        Self {
+            open: Arc::new(AtomicBool::new(false)),
+            send,
+            results,
+        }
+    }
+
+    fn busy(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
+    fn open(&mut self, dialog: Dialog, ctx: egui::Context) {
+        if self.open.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (open, send) = (self.open.clone(), self.send.clone());
+        let spawned = std::thread::Builder::new()
+            .name("ls3-file-dialog".into())
+            .spawn(move || {
+                if let Some(command) = dialog.ask() {
+                    let _ = send.send(command);
+                }
+                open.store(false, Ordering::Release);
+                ctx.request_repaint();
+            });
+        if spawned.is_err() {
+            self.open.store(false, Ordering::Release);
+        }
+    }
+}
