@@ -240,6 +240,12 @@ fn planner_ui(ui: &mut Ui, p: &mut PlannerConfig) -> bool {
         .checkbox(&mut p.ignore_constraints, "ignore constraints")
         .on_hover_text("Ablation: predicted constraint violations are not penalised")
         .changed();
+    changed |= ui
+        .checkbox(&mut p.act_on_mean, "act on elite mean")
+        .on_hover_text(
+            "Execute the final elite mean's first action instead of the best candidate's",
+        )
+        .changed();
     changed
 }
 
