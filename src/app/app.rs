@@ -1,9 +1,10 @@
 //! The `eframe::App`: drains worker events into the [`AppState`] once per frame, lays out
 //! top bar → side panel → central episode view, and sends the commands they return.
 
-use super::episode_view::{EpisodeView, Selection};
+use super::episode_view::Selection;
 use super::screenshot::ScreenshotJob;
 use super::state::{AppState, DEFAULT_CAPACITY};
+use super::views::{Tab, Views};
 use super::worker::{Command, Event, WorkerHandle, WorkerOptions};
 use super::{AppOptions, episode_list, error_bar, shortcuts, top_bar};
 use crate::env::EnvKind;
@@ -18,6 +19,8 @@ pub struct Settings {
     /// Pace of play, environment steps per second.
     pub speed: f32,
     pub show_overlay: bool,
+    /// The view shown in the central panel.
+    pub tab: Tab,
 }
 
 impl Default for Settings {
@@ -26,6 +29,7 @@ impl Default for Settings {
             env: EnvKind::Navigation,
             speed: 25.0,
             show_overlay: true,
+            tab: Tab::Episode,
         }
     }
 }
@@ -36,7 +40,7 @@ pub struct StudioApp {
     state: AppState,
     worker: WorkerHandle,
     selection: Selection,
-    episode_view: EpisodeView,
+    views: Views,
     dismissed_errors: u64,
     /// Set in `--screenshot` mode, which also leaves the stored settings alone.
     screenshot: Option<ScreenshotJob>,
@@ -77,7 +81,7 @@ impl StudioApp {
             settings,
             worker,
             selection: Selection::default(),
-            episode_view: EpisodeView::default(),
+            views: Views::default(),
             dismissed_errors: 0,
             screenshot,
         })
@@ -114,7 +118,7 @@ impl eframe::App for StudioApp {
         }
     }
 
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
         let mut commands = shortcuts::handle(ui.ctx(), &self.state, &mut self.selection);
         egui::Panel::top("top_bar").show(ui, |ui| {
             commands.extend(top_bar::ui(ui, &self.state, &mut self.settings));
@@ -130,12 +134,10 @@ impl eframe::App for StudioApp {
                 episode_list::ui(ui, &self.state, &mut self.selection)
             });
         egui::CentralPanel::default().show(ui, |ui| {
-            self.episode_view.ui(
-                ui,
-                &self.state,
-                &mut self.selection,
-                &mut self.settings.show_overlay,
-            );
+            let render = frame.wgpu_render_state();
+            let (state, selection) = (&self.state, &mut self.selection);
+            self.views
+                .ui(ui, state, selection, &mut self.settings, render);
         });
         for command in commands {
             self.worker.send(command);

@@ -151,7 +151,8 @@ fn image_side(width: f32, height: f32) -> f32 {
     (fit / n).floor() * n
 }
 
-fn to_color_image(frame: &Frame) -> ColorImage {
+/// A frame as an egui image (for textures).
+pub fn to_color_image(frame: &Frame) -> ColorImage {
     ColorImage::from_rgba_unmultiplied([IMAGE_SIZE, IMAGE_SIZE], &frame.to_rgba())
 }
 

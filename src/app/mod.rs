@@ -2,19 +2,28 @@
 //!
 //! One background [`worker`] owns the simulation and reports typed events; [`state::AppState`]
 //! collects them; the views (`episode_view`, `episode_list`, `top_bar`, …) are functions of that
-//! state that return `Command`s. The UI thread never simulates, renders observations or touches
+//! state that return `Command`s; [`views`] switches the central panel between them. The UI thread never simulates, renders observations or touches
 //! files.
 
 #[allow(clippy::module_inception)]
 pub mod app;
+mod curves;
 pub mod data;
 mod episode_list;
 pub mod episode_view;
 mod error_bar;
+mod frame_textures;
+mod heatmap_gpu;
+pub mod heatmap_view;
+pub mod latent_view;
+pub mod plan_view;
 mod screenshot;
 mod shortcuts;
 pub mod state;
+#[cfg(test)]
+mod testing;
 mod top_bar;
+pub mod views;
 pub mod worker;
 
 use crate::env::EnvKind;
