@@ -1,5 +1,5 @@
 //! The `eframe::App`: drains worker events into the [`AppState`] once per frame, lays out
-//! top bar → side panel → central episode view, and sends the commands they return.
+//! top bar → side panel → central views, and sends the commands they return.
 
 use super::episode_view::Selection;
 use super::screenshot::ScreenshotJob;

@@ -2,8 +2,8 @@
 //!
 //! One background [`worker`] owns the simulation and reports typed events; [`state::AppState`]
 //! collects them; the views (`episode_view`, `episode_list`, `top_bar`, …) are functions of that
-//! state that return `Command`s; [`views`] switches the central panel between them. The UI thread never simulates, renders observations or touches
-//! files.
+//! state that return `Command`s; [`views`] switches the central panel between them. The UI
+//! thread never simulates, renders observations or touches files.
 
 #[allow(clippy::module_inception)]
 pub mod app;
