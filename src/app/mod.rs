@@ -13,6 +13,7 @@ mod episode_list;
 pub mod episode_view;
 mod error_bar;
 mod frame_textures;
+mod gif_export;
 mod heatmap_gpu;
 pub mod heatmap_view;
 pub mod latent_view;

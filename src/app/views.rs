@@ -161,6 +161,7 @@ mod tests {
     fn clicking_a_tab_or_pressing_its_digit_switches_the_view() {
         let mut h = harness(testing::populated(), Tab::Episode);
         h.run();
+        h.get_by_label("Export GIF");
         h.get_by_label("Curves").click();
         h.run();
         assert_eq!(h.state().1.tab, Tab::Curves);
