@@ -60,6 +60,7 @@ impl StudioApp {
         let mut settings = stored.unwrap_or_default();
         settings.env = options.env.unwrap_or(settings.env);
         settings.speed = options.speed.unwrap_or(settings.speed);
+        settings.tab = options.view.unwrap_or(settings.tab);
 
         install_symbol_fallback(&cc.egui_ctx);
         let ctx = cc.egui_ctx.clone();

@@ -44,6 +44,8 @@ pub struct AppOptions {
     /// Capture the window to this PNG after playing `after_steps` steps, then close.
     pub screenshot: Option<PathBuf>,
     pub after_steps: u64,
+    /// The view to open with (default: the one used last); a screenshot waits for its data.
+    pub view: Option<views::Tab>,
     /// A trained agent (checkpoint folder) to act in its environment instead of the shipped one.
     pub agent: Option<PathBuf>,
     /// Let the demonstrators act even where a trained agent is available.
@@ -79,7 +81,8 @@ pub fn run(options: AppOptions) -> Result<()> {
     let job = options
         .screenshot
         .clone()
-        .map(|path| screenshot::ScreenshotJob::new(path, options.after_steps, outcome.clone()));
+        .map(|path| screenshot::ScreenshotJob::new(path, options.after_steps, outcome.clone()))
+        .map(|job| job.for_view(options.view.unwrap_or_default()));
     let capturing = job.is_some();
     let native = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
