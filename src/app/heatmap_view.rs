@@ -193,19 +193,7 @@ impl HeatmapView {
         let (rect, response) = ui
             .horizontal(|ui| {
                 let (rect, response) = ui.allocate_exact_size(size, Sense::hover());
-                if gpu {
-                    let paint = HeatmapPaint {
-                        snapshot: snapshot.clone(),
-                        head,
-                        range,
-                    };
-                    ui.painter()
-                        .add(egui_wgpu::Callback::new_paint_callback(rect, paint));
-                } else {
-                    let texture = self.cpu_texture(ui.ctx(), snapshot, head, range);
-                    let uv = Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0));
-                    ui.painter().image(texture.id(), rect, uv, Color32::WHITE);
-                }
+                self.paint_map(ui, snapshot, head, rect, gpu);
                 ui.painter().rect_stroke(
                     rect,
                     0.0,
@@ -254,6 +242,32 @@ impl HeatmapView {
             None => "hover the map for values".into(),
         };
         ui.label(RichText::new(readout).monospace().small());
+    }
+
+    /// Paints `head`'s map over `rect`: through the shader on the GPU, or as a texture coloured
+    /// on the CPU.
+    fn paint_map(
+        &mut self,
+        ui: &Ui,
+        snapshot: &Arc<HeatmapSnapshot>,
+        head: Head,
+        rect: Rect,
+        gpu: bool,
+    ) {
+        let range = value_range(head, snapshot.maps.get(head));
+        if gpu {
+            let paint = HeatmapPaint {
+                snapshot: snapshot.clone(),
+                head,
+                range,
+            };
+            ui.painter()
+                .add(egui_wgpu::Callback::new_paint_callback(rect, paint));
+        } else {
+            let texture = self.cpu_texture(ui.ctx(), snapshot, head, range);
+            let uv = Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0));
+            ui.painter().image(texture.id(), rect, uv, Color32::WHITE);
+        }
     }
 
     fn cpu_texture(
@@ -401,5 +415,59 @@ mod tests {
             Color32::from_rgb(r, g, b),
             "0 is the maximum"
         );
+    }
+
+    /// Draws the value map twice, on the GPU (left) and coloured on the CPU (right).
+    struct TwoMaps {
+        view: HeatmapView,
+        snapshot: Arc<HeatmapSnapshot>,
+    }
+
+    impl eframe::App for TwoMaps {
+        fn ui(&mut self, ui: &mut Ui, frame: &mut eframe::Frame) {
+            let render = frame.wgpu_render_state().expect("a wgpu renderer");
+            if !self.view.gpu_installed {
+                heatmap_gpu::install(render);
+                self.view.gpu_installed = true;
+            }
+            for (x, gpu) in [(0.0, true), (200.0, false)] {
+                let rect = Rect::from_min_size(pos2(x, 0.0), vec2(180.0, 150.0));
+                self.view
+                    .paint_map(ui, &self.snapshot, Head::Value, rect, gpu);
+            }
+        }
+    }
+
+    #[test]
+    #[ignore = "needs a GPU adapter (Mesa's lavapipe will do): \
+                cargo test --lib heatmap_view -- --ignored"]
+    fn the_gpu_shader_draws_the_same_colours_as_the_cpu() {
+        let snapshot = Arc::new(testing::heatmaps());
+        let mut harness = egui_kittest::Harness::builder()
+            .with_size([400.0, 160.0])
+            .wgpu()
+            .build_eframe(|_| TwoMaps {
+                view: HeatmapView::default(),
+                snapshot: snapshot.clone(),
+            });
+        harness.run();
+        let image = harness.render().expect("rendered with wgpu");
+        let maps = &snapshot.maps;
+        let range = value_range(Head::Value, maps.get(Head::Value));
+        let span = range[1] - range[0];
+        for j in 0..maps.ny {
+            for i in 0..maps.nx {
+                // Cell centres: 30 × 30 points per cell.
+                let (x, y) = (30 * i as u32 + 15, 30 * j as u32 + 15);
+                let gpu = image.get_pixel(x, y).0;
+                let cpu = image.get_pixel(x + 200, y).0;
+                let want = colormap::color((maps.at(Head::Value, i, j) - range[0]) / span);
+                for c in 0..3 {
+                    let near = |got: u8| got.abs_diff(want[c]) <= 2;
+                    assert!(near(gpu[c]), "GPU cell ({i}, {j}): {gpu:?}, want {want:?}");
+                    assert!(near(cpu[c]), "CPU cell ({i}, {j}): {cpu:?}, want {want:?}");
+                }
+            }
+        }
     }
 }
