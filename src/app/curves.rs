@@ -102,7 +102,10 @@ fn losses(ui: &mut Ui, t: &TrainingData) {
                 })
                 .show(ui, |plot| {
                     for (module, points) in &t.losses {
-                        plot.line(Line::new(module.name(), log_points(points)));
+                        let points = log_points(points);
+                        // Points too, so a module with a single chunk so far shows.
+                        plot.points(Points::new(module.name(), points.clone()).radius(1.5));
+                        plot.line(Line::new(module.name(), points));
                     }
                 });
         },

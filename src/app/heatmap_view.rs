@@ -209,7 +209,7 @@ impl HeatmapView {
         let a = &maps.axes;
         ui.label(
             RichText::new(format!(
-                "x: {} {} … {} (left to right) · y: {} {} … {} (top to bottom)",
+                "{}: {} … {} (left to right) · {}: {} … {} (top to bottom)",
                 a.x_label,
                 format_value(a.x[0] as f32),
                 format_value(a.x[1] as f32),

@@ -169,4 +169,44 @@ mod tests {
         h.run();
         assert_eq!(h.state().1.tab, Tab::Plan);
     }
+
+    /// Shows the views in a real eframe app, with the window's wgpu renderer.
+    struct ViewApp {
+        views: Views,
+        settings: Settings,
+        selection: Selection,
+        state: AppState,
+    }
+
+    impl eframe::App for ViewApp {
+        fn ui(&mut self, ui: &mut Ui, frame: &mut eframe::Frame) {
+            let (views, state) = (&mut self.views, &self.state);
+            let render = frame.wgpu_render_state();
+            views.ui(ui, state, &mut self.selection, &mut self.settings, render);
+        }
+    }
+
+    #[test]
+    #[ignore = "needs a GPU adapter (Mesa's lavapipe will do): \
+                cargo test --lib app::views -- --ignored"]
+    fn every_view_renders_through_wgpu() {
+        for tab in Tab::ALL {
+            let mut h = Harness::builder()
+                .with_size([1100.0, 760.0])
+                .with_context_setup(crate::app::app::install_symbol_fallback)
+                .wgpu()
+                .build_eframe(|_| ViewApp {
+                    views: Views::default(),
+                    settings: Settings {
+                        tab,
+                        ..Settings::default()
+                    },
+                    selection: Selection::default(),
+                    state: testing::populated(),
+                });
+            h.run();
+            let image = h.render().expect("rendered with wgpu");
+            assert_eq!(image.dimensions(), (1100, 760));
+        }
+    }
 }
