@@ -128,6 +128,10 @@ mod tests {
         assert_eq!(t, Tab::Heatmaps);
         use clap::ValueEnum as _;
         assert_eq!(Tab::from_str("latents", false), Ok(Tab::Latents));
+        let s: Settings = serde_json::from_str(r#"{"tab":"curves"}"#).expect("settings");
+        assert_eq!(s.tab, Tab::Curves);
+        let s: Settings = serde_json::from_str(r#"{"speed":5.0}"#).expect("older settings");
+        assert_eq!(s.tab, Tab::Episode);
     }
 
     fn harness(state: AppState, tab: Tab) -> Harness<'static, (Views, Settings, Selection)> {
