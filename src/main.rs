@@ -41,6 +41,11 @@ enum Command {
         /// Steps to play before the screenshot.
         #[arg(long, default_value_t = 260, requires = "screenshot")]
         after_steps: u64,
+        /// The view to open with: episode, plan, latents, heatmaps or curves (default: the one
+        /// used last; with --screenshot, the episode view). A screenshot of a view waits up to
+        /// two minutes after the steps for that view's data (a plan, latents, heatmaps, curves).
+        #[arg(long, value_enum)]
+        view: Option<ls3::app::views::Tab>,
         /// A trained agent (checkpoint folder) to act in its environment; by default the shipped
         /// agents in assets/ act where one exists.
         #[arg(long, value_name = "DIR")]
@@ -194,6 +199,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             speed,
             screenshot,
             after_steps,
+            view,
             checkpoint_folder,
             demonstrators,
         }) => ls3::app::run(ls3::app::AppOptions {
@@ -202,6 +208,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             speed,
             screenshot,
             after_steps,
+            view,
             agent: checkpoint_folder,
             demonstrators_only: demonstrators,
         }),

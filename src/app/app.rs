@@ -1,11 +1,12 @@
 //! The `eframe::App`: drains worker events into the [`AppState`] once per frame, lays out
-//! top bar → side panel → central episode view, and sends the commands they return.
+//! top bar → side panel → central views, and sends the commands they return.
 
 use super::controls::Controls;
-use super::episode_view::{EpisodeView, Selection};
+use super::episode_view::Selection;
 use super::frame_times::FrameTimes;
 use super::screenshot::ScreenshotJob;
 use super::state::{AppState, DEFAULT_CAPACITY};
+use super::views::{Tab, Views};
 use super::worker::{Command, Event, WorkerHandle, WorkerOptions};
 use super::{AppOptions, episode_list, error_bar, shortcuts, top_bar};
 use crate::env::EnvKind;
@@ -24,6 +25,8 @@ pub struct Settings {
     pub show_overlay: bool,
     /// Planner settings chosen in the controls (`None`: each agent's own).
     pub planner: Option<PlannerConfig>,
+    /// The view shown in the central panel.
+    pub tab: Tab,
 }
 
 impl Default for Settings {
@@ -33,6 +36,7 @@ impl Default for Settings {
             speed: 25.0,
             show_overlay: true,
             planner: None,
+            tab: Tab::Episode,
         }
     }
 }
@@ -43,7 +47,7 @@ pub struct StudioApp {
     state: AppState,
     worker: WorkerHandle,
     selection: Selection,
-    episode_view: EpisodeView,
+    views: Views,
     dismissed_errors: u64,
     controls: Controls,
     frame_times: FrameTimes,
@@ -67,6 +71,7 @@ impl StudioApp {
         let mut settings = stored.unwrap_or_default();
         settings.env = options.env.unwrap_or(settings.env);
         settings.speed = options.speed.unwrap_or(settings.speed);
+        settings.tab = options.view.unwrap_or(settings.tab);
 
         install_symbol_fallback(&cc.egui_ctx);
         let ctx = cc.egui_ctx.clone();
@@ -92,7 +97,7 @@ impl StudioApp {
             settings,
             worker,
             selection: Selection::default(),
-            episode_view: EpisodeView::default(),
+            views: Views::default(),
             dismissed_errors: 0,
             screenshot,
         })
@@ -140,7 +145,7 @@ impl eframe::App for StudioApp {
         }
     }
 
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
         let mut commands = shortcuts::handle(ui.ctx(), &self.state, &mut self.selection);
         egui::Panel::top("top_bar").show(ui, |ui| {
             commands.extend(top_bar::ui(
@@ -167,12 +172,10 @@ impl eframe::App for StudioApp {
             });
         commands.extend(self.controls.poll());
         egui::CentralPanel::default().show(ui, |ui| {
-            self.episode_view.ui(
-                ui,
-                &self.state,
-                &mut self.selection,
-                &mut self.settings.show_overlay,
-            );
+            let render = frame.wgpu_render_state();
+            let (state, selection) = (&self.state, &mut self.selection);
+            self.views
+                .ui(ui, state, selection, &mut self.settings, render);
         });
         for command in commands {
             self.worker.send(command);

@@ -1,7 +1,8 @@
 //! The episode view: the 64×64 observation, upscaled without smoothing, with the ground truth
 //! drawn over it (hazards, goal, the path so far, violations), a timeline to replay any stored
-//! episode and a readout of the step shown.
+//! episode, a readout of the step shown and "Export GIF" of the episode.
 
+use super::gif_export::GifExport;
 use super::state::{AppState, EpisodeRecord};
 use crate::env::{Frame, IMAGE_SIZE, OverlayShape};
 use egui::{
@@ -70,11 +71,13 @@ impl Selection {
     }
 }
 
-/// The view and its GPU texture of the frame shown (re-uploaded only when that frame changes).
+/// The view, its GPU texture of the frame shown (re-uploaded only when that frame changes) and
+/// its GIF export.
 #[derive(Default)]
 pub struct EpisodeView {
     texture: Option<TextureHandle>,
     uploaded: Option<(u64, usize)>,
+    gif: GifExport,
 }
 
 impl EpisodeView {
@@ -92,7 +95,7 @@ impl EpisodeView {
             return;
         };
         let live = selection.episode.is_none();
-        header(ui, episode, live, show_overlay);
+        header(ui, episode, live, show_overlay, &mut self.gif);
         ui.add_space(6.0);
 
         let avail = ui.available_size();
@@ -151,11 +154,18 @@ fn image_side(width: f32, height: f32) -> f32 {
     (fit / n).floor() * n
 }
 
-fn to_color_image(frame: &Frame) -> ColorImage {
+/// A frame as an egui image (for textures).
+pub fn to_color_image(frame: &Frame) -> ColorImage {
     ColorImage::from_rgba_unmultiplied([IMAGE_SIZE, IMAGE_SIZE], &frame.to_rgba())
 }
 
-fn header(ui: &mut Ui, episode: &EpisodeRecord, live: bool, show_overlay: &mut bool) {
+fn header(
+    ui: &mut Ui,
+    episode: &EpisodeRecord,
+    live: bool,
+    show_overlay: &mut bool,
+    gif: &mut GifExport,
+) {
     ui.horizontal(|ui| {
         ui.heading(format!("Episode {}", episode.episode));
         let badge = if live {
@@ -179,6 +189,7 @@ fn header(ui: &mut Ui, episode: &EpisodeRecord, live: bool, show_overlay: &mut b
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
             ui.checkbox(show_overlay, "Ground-truth overlay")
                 .on_hover_text("Hazards, goal, path and violations drawn over the observation");
+            gif.ui(ui, episode);
         });
     });
 }

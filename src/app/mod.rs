@@ -2,21 +2,31 @@
 //!
 //! One background [`worker`] owns the simulation and reports typed events; [`state::AppState`]
 //! collects them; the views (`episode_view`, `episode_list`, `top_bar`, …) are functions of that
-//! state that return `Command`s. The UI thread never simulates, renders observations or touches
-//! files.
+//! state that return `Command`s; [`views`] switches the central panel between them. The UI
+//! thread never simulates, renders observations or touches files.
 
 #[allow(clippy::module_inception)]
 pub mod app;
 mod controls;
+mod curves;
 pub mod data;
 mod episode_list;
 pub mod episode_view;
 mod error_bar;
+mod frame_textures;
 pub mod frame_times;
+mod gif_export;
+mod heatmap_gpu;
+pub mod heatmap_view;
+pub mod latent_view;
+pub mod plan_view;
 mod screenshot;
 mod shortcuts;
 pub mod state;
+#[cfg(test)]
+mod testing;
 mod top_bar;
+pub mod views;
 pub mod worker;
 
 use crate::env::EnvKind;
@@ -36,6 +46,8 @@ pub struct AppOptions {
     /// Capture the window to this PNG after playing `after_steps` steps, then close.
     pub screenshot: Option<PathBuf>,
     pub after_steps: u64,
+    /// The view to open with (default: the one used last); a screenshot waits for its data.
+    pub view: Option<views::Tab>,
     /// A trained agent (checkpoint folder) to act in its environment instead of the shipped one.
     pub agent: Option<PathBuf>,
     /// Let the demonstrators act even where a trained agent is available.
@@ -71,7 +83,8 @@ pub fn run(options: AppOptions) -> Result<()> {
     let job = options
         .screenshot
         .clone()
-        .map(|path| screenshot::ScreenshotJob::new(path, options.after_steps, outcome.clone()));
+        .map(|path| screenshot::ScreenshotJob::new(path, options.after_steps, outcome.clone()))
+        .map(|job| job.for_view(options.view.unwrap_or_default()));
     let capturing = job.is_some();
     let native = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()

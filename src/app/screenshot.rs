@@ -1,7 +1,9 @@
-//! `--screenshot` mode: play a given number of steps, let the layout settle, capture the real
-//! rendered window (`ViewportCommand::Screenshot`), write it as PNG on a helper thread, close.
+//! `--screenshot` mode: play a given number of steps, wait for the data of the view shown, let
+//! the layout settle, capture the real rendered window (`ViewportCommand::Screenshot`), write it
+//! as PNG on a helper thread, close.
 
 use super::state::AppState;
+use super::views::Tab;
 use super::worker::WorkerState;
 use anyhow::{Context as _, Result};
 use crossbeam_channel::{Receiver, Sender};
@@ -14,6 +16,8 @@ use std::time::{Duration, Instant};
 const SETTLE_FRAMES: u32 = 6;
 /// Give up when the capture has not happened by then.
 const TIMEOUT: Duration = Duration::from_secs(900);
+/// After the steps, how long to wait for the shown view's data before capturing it without.
+const DATA_WAIT: Duration = Duration::from_secs(120);
 
 /// Where the outcome of the capture is reported to [`super::run`].
 pub type Outcome = Arc<Mutex<Option<Result<(), String>>>>;
@@ -29,6 +33,9 @@ enum Phase {
 pub struct ScreenshotJob {
     path: PathBuf,
     after_steps: u64,
+    view: Tab,
+    /// When the steps had been played (the wait for the view's data starts there).
+    reached: Option<Instant>,
     phase: Phase,
     started: Instant,
     saved_tx: Sender<Result<(), String>>,
@@ -43,12 +50,20 @@ impl ScreenshotJob {
         Self {
             path,
             after_steps,
+            view: Tab::Episode,
+            reached: None,
             phase: Phase::Playing,
             started: Instant::now(),
             saved_tx,
             saved_rx,
             outcome,
         }
+    }
+
+    /// Captures `view`, once its data has arrived (or `DATA_WAIT` after the steps).
+    pub fn for_view(mut self, view: Tab) -> Self {
+        self.view = view;
+        self
     }
 
     /// Steps to play before the capture.
@@ -66,7 +81,10 @@ impl ScreenshotJob {
             Phase::Playing => {
                 let reached = state.total_steps >= self.after_steps || state.error_count > 0;
                 if reached && state.worker == WorkerState::Paused && state.live.is_some() {
-                    self.phase = Phase::Settling(SETTLE_FRAMES);
+                    let since = *self.reached.get_or_insert_with(Instant::now);
+                    if has_data(self.view, state) || since.elapsed() > DATA_WAIT {
+                        self.phase = Phase::Settling(SETTLE_FRAMES);
+                    }
                 }
                 ctx.request_repaint();
             }
@@ -105,6 +123,21 @@ impl ScreenshotJob {
     }
 }
 
+/// Whether `view` has something to show: a plan at the live step, latents, heatmaps, curves.
+fn has_data(view: Tab, state: &AppState) -> bool {
+    let analysis = &state.analysis;
+    match view {
+        Tab::Episode => true,
+        Tab::Plan => state
+            .live
+            .as_ref()
+            .is_some_and(|l| l.plans.last().is_some_and(Option::is_some)),
+        Tab::Latents => analysis.latents.is_some(),
+        Tab::Heatmaps => analysis.heatmaps.is_some(),
+        Tab::Curves => !analysis.training.losses.is_empty() || !analysis.training.rounds.is_empty(),
+    }
+}
+
 fn save_png(path: &Path, image: &ColorImage) -> Result<()> {
     let [w, h] = image.size;
     let bytes: Vec<u8> = image
@@ -122,4 +155,21 @@ fn save_png(path: &Path, image: &ColorImage) -> Result<()> {
     }
     rgba.save_with_format(path, image::ImageFormat::Png)
         .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::testing;
+
+    #[test]
+    fn each_view_waits_for_its_own_data() {
+        let empty = AppState::default();
+        let full = testing::populated();
+        assert!(has_data(Tab::Episode, &empty));
+        for view in [Tab::Plan, Tab::Latents, Tab::Heatmaps, Tab::Curves] {
+            assert!(!has_data(view, &empty), "{view:?}");
+            assert!(has_data(view, &full), "{view:?}");
+        }
+    }
 }

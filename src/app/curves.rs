@@ -1,0 +1,228 @@
+//! Learning curves of a training run: loss per module (log scale), cost per agent episode with
+//! the demonstrators' mean, success and violation rate per round and cumulative violations;
+//! other runs' rounds (`TrainingData::overlays`) are drawn as extra, dashed lines.
+
+use super::data::TrainingData;
+use super::episode_view::{GOAL, HAZARD, PATH, VIOLATION};
+use crate::train::metrics::RoundMetrics;
+use egui::{RichText, Ui};
+use egui_plot::{HLine, HoverPosition, Legend, Line, LineStyle, Plot, PlotPoints, Points};
+
+/// Height of one plot.
+const PLOT_HEIGHT: f32 = 230.0;
+
+/// `(x, log10 y)` of the points with a positive, finite y (the rest cannot go on a log axis).
+pub fn log_points(points: &[[f64; 2]]) -> Vec<[f64; 2]> {
+    points
+        .iter()
+        .filter(|[x, y]| x.is_finite() && y.is_finite() && *y > 0.0)
+        .map(|&[x, y]| [x, y.log10()])
+        .collect()
+}
+
+/// `(round, f(round))` for the rounds where `f` is a number.
+pub fn round_points(rounds: &[RoundMetrics], f: impl Fn(&RoundMetrics) -> f64) -> Vec<[f64; 2]> {
+    rounds
+        .iter()
+        .map(|r| [r.round as f64, f(r)])
+        .filter(|[_, y]| y.is_finite())
+        .collect()
+}
+
+/// Draws the four plots, or says why there is nothing to draw yet.
+pub fn ui(ui: &mut Ui, training: &TrainingData) {
+    let nothing = training.losses.is_empty()
+        && training.episodes.is_empty()
+        && training.rounds.is_empty()
+        && training.overlays.is_empty();
+    if nothing {
+        ui.centered_and_justified(|ui| {
+            ui.label("No training curves yet: they appear while an agent trains.");
+        });
+        return;
+    }
+    if let Some(dir) = &training.run_dir {
+        ui.label(
+            RichText::new(format!("run {}", dir.display()))
+                .weak()
+                .small(),
+        );
+    }
+    egui::ScrollArea::vertical().show(ui, |ui| {
+        ui.columns(2, |cols| {
+            losses(&mut cols[0], training);
+            costs(&mut cols[1], training);
+            rates(&mut cols[0], training);
+            violations(&mut cols[1], training);
+        });
+    });
+}
+
+fn titled(ui: &mut Ui, title: &str, empty: bool, plot: impl FnOnce(&mut Ui)) {
+    ui.label(RichText::new(title).strong());
+    if empty {
+        ui.label(RichText::new("nothing yet").weak());
+        ui.add_space(PLOT_HEIGHT - 16.0);
+    } else {
+        plot(ui);
+    }
+    ui.add_space(8.0);
+}
+
+fn plot(id: &str) -> Plot<'static> {
+    Plot::new(id.to_owned())
+        .height(PLOT_HEIGHT)
+        .legend(Legend::default())
+}
+
+fn losses(ui: &mut Ui, t: &TrainingData) {
+    titled(
+        ui,
+        "Loss per module (log scale)",
+        t.losses.is_empty(),
+        |ui| {
+            plot("curves_losses")
+                .x_axis_label("iteration")
+                .y_axis_formatter(|mark, _| format!("{:.0e}", 10f64.powf(mark.value)))
+                .label_formatter(|hover| {
+                    Some(match hover {
+                        HoverPosition::NearDataPoint {
+                            plot_name,
+                            position,
+                            ..
+                        } => format!(
+                            "{plot_name}\niteration {:.0}\nloss {:.4}",
+                            position.x,
+                            10f64.powf(position.y)
+                        ),
+                        HoverPosition::Elsewhere { position } => {
+                            format!("loss {:.4}", 10f64.powf(position.y))
+                        }
+                    })
+                })
+                .show(ui, |plot| {
+                    for (module, points) in &t.losses {
+                        let points = log_points(points);
+                        // Points too, so a module with a single chunk so far shows.
+                        plot.points(Points::new(module.name(), points.clone()).radius(1.5));
+                        plot.line(Line::new(module.name(), points));
+                    }
+                });
+        },
+    );
+}
+
+fn costs(ui: &mut Ui, t: &TrainingData) {
+    titled(ui, "Cost per agent episode", t.episodes.is_empty(), |ui| {
+        plot("curves_costs")
+            .x_axis_label("agent episode")
+            .include_y(0.0)
+            .show(ui, |plot| {
+                let points: Vec<[f64; 2]> = t
+                    .episodes
+                    .iter()
+                    .map(|e| [e.index as f64, e.cost as f64])
+                    .collect();
+                plot.line(Line::new("episode cost", points.clone()).color(PATH));
+                let violated: PlotPoints = t
+                    .episodes
+                    .iter()
+                    .filter(|e| e.violation)
+                    .map(|e| [e.index as f64, e.cost as f64])
+                    .collect();
+                plot.points(
+                    Points::new("with violation", violated)
+                        .color(VIOLATION)
+                        .radius(4.0),
+                );
+                if let Some(c) = t.demo_mean_cost {
+                    plot.hline(
+                        HLine::new("demonstrators' mean", c)
+                            .color(GOAL)
+                            .style(LineStyle::dashed_loose()),
+                    );
+                }
+            });
+    });
+}
+
+fn rates(ui: &mut Ui, t: &TrainingData) {
+    let empty = t.rounds.is_empty() && t.overlays.is_empty();
+    titled(ui, "Success and violation rate per round", empty, |ui| {
+        plot("curves_rates")
+            .x_axis_label("round")
+            .include_y(0.0)
+            .include_y(1.0)
+            .show(ui, |plot| {
+                let success = |r: &RoundMetrics| r.success_rate as f64;
+                let violation = |r: &RoundMetrics| r.violation_rate as f64;
+                plot.line(Line::new("success", round_points(&t.rounds, success)).color(GOAL));
+                plot.line(
+                    Line::new("violation", round_points(&t.rounds, violation)).color(VIOLATION),
+                );
+                for (name, rounds) in &t.overlays {
+                    let dashed = LineStyle::dashed_dense();
+                    plot.line(
+                        Line::new(format!("{name}: success"), round_points(rounds, success))
+                            .style(dashed),
+                    );
+                    plot.line(
+                        Line::new(
+                            format!("{name}: violation"),
+                            round_points(rounds, violation),
+                        )
+                        .style(dashed),
+                    );
+                }
+            });
+    });
+}
+
+fn violations(ui: &mut Ui, t: &TrainingData) {
+    let empty = t.rounds.is_empty() && t.overlays.is_empty();
+    titled(ui, "Cumulative violations", empty, |ui| {
+        plot("curves_violations")
+            .x_axis_label("round")
+            .include_y(0.0)
+            .show(ui, |plot| {
+                let total = |r: &RoundMetrics| r.cumulative_violations as f64;
+                plot.line(Line::new("this run", round_points(&t.rounds, total)).color(HAZARD));
+                for (name, rounds) in &t.overlays {
+                    plot.line(
+                        Line::new(name.clone(), round_points(rounds, total))
+                            .style(LineStyle::dashed_dense()),
+                    );
+                }
+            });
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::testing;
+
+    #[test]
+    fn log_points_drop_what_a_log_axis_cannot_show() {
+        let p = [
+            [0.0, 100.0],
+            [1.0, 0.0],
+            [2.0, -1.0],
+            [3.0, f64::NAN],
+            [4.0, 0.01],
+        ];
+        assert_eq!(log_points(&p), [[0.0, 2.0], [4.0, -2.0]]);
+    }
+
+    #[test]
+    fn round_points_skip_rounds_without_a_number() {
+        let state = testing::populated();
+        let mut rounds = state.analysis.training.rounds.clone();
+        assert_eq!(
+            round_points(&rounds, |r| r.success_rate as f64),
+            [[0.0, 0.5], [1.0, 0.75]]
+        );
+        rounds[0].success_rate = f32::NAN;
+        assert_eq!(round_points(&rounds, |r| r.success_rate as f64).len(), 1);
+    }
+}

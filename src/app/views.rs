@@ -1,0 +1,216 @@
+//! The central panel: a tab bar (Episode | Plan | Latents | Heatmaps | Curves, keys 1–5) over the
+//! selected view. Each view is a function of the [`AppState`]; this module only picks one.
+
+use super::app::Settings;
+use super::curves;
+use super::episode_view::{EpisodeView, Selection};
+use super::heatmap_view::HeatmapView;
+use super::latent_view::LatentView;
+use super::plan_view::PlanView;
+use super::state::AppState;
+use eframe::egui_wgpu::RenderState;
+use egui::{Key, Modifiers, Ui};
+use serde::{Deserialize, Serialize};
+
+/// The views of the central panel, in tab order.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Tab {
+    #[default]
+    Episode,
+    Plan,
+    Latents,
+    Heatmaps,
+    Curves,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 5] = [
+        Tab::Episode,
+        Tab::Plan,
+        Tab::Latents,
+        Tab::Heatmaps,
+        Tab::Curves,
+    ];
+
+    /// The tab's label.
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Episode => "Episode",
+            Tab::Plan => "Plan",
+            Tab::Latents => "Latents",
+            Tab::Heatmaps => "Heatmaps",
+            Tab::Curves => "Curves",
+        }
+    }
+
+    /// The digit key that selects the tab (1 for the first).
+    pub fn key(self) -> Key {
+        [Key::Num1, Key::Num2, Key::Num3, Key::Num4, Key::Num5][self as usize]
+    }
+}
+
+/// The views and what each keeps between frames (textures, GPU resources, exports).
+#[derive(Default)]
+pub struct Views {
+    episode: EpisodeView,
+    plan: PlanView,
+    latents: LatentView,
+    heatmaps: HeatmapView,
+}
+
+impl Views {
+    /// Draws the tab bar and the selected view. `render` is the wgpu renderer when the window has
+    /// one (the heatmaps then draw on the GPU; without it they are coloured on the CPU).
+    pub fn ui(
+        &mut self,
+        ui: &mut Ui,
+        state: &AppState,
+        selection: &mut Selection,
+        settings: &mut Settings,
+        render: Option<&RenderState>,
+    ) {
+        select_by_key(ui.ctx(), &mut settings.tab);
+        tab_bar(ui, &mut settings.tab);
+        ui.separator();
+        match settings.tab {
+            Tab::Episode => self
+                .episode
+                .ui(ui, state, selection, &mut settings.show_overlay),
+            Tab::Plan => self.plan.ui(ui, state, selection),
+            Tab::Latents => self.latents.ui(ui, state, selection),
+            Tab::Heatmaps => self.heatmaps.ui(ui, state, selection, render),
+            Tab::Curves => curves::ui(ui, &state.analysis.training),
+        }
+    }
+}
+
+/// Keys 1–5 pick a tab, unless a text field has the keyboard.
+fn select_by_key(ctx: &egui::Context, tab: &mut Tab) {
+    if ctx.egui_wants_keyboard_input() {
+        return;
+    }
+    for t in Tab::ALL {
+        if ctx.input_mut(|i| i.consume_key(Modifiers::NONE, t.key())) {
+            *tab = t;
+        }
+    }
+}
+
+fn tab_bar(ui: &mut Ui, tab: &mut Tab) {
+    ui.horizontal(|ui| {
+        for (i, t) in Tab::ALL.into_iter().enumerate() {
+            ui.selectable_value(tab, t, t.title())
+                .on_hover_text(format!("Key {}", i + 1));
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::testing;
+    use egui_kittest::Harness;
+    use egui_kittest::kittest::Queryable as _;
+
+    #[test]
+    fn tabs_have_distinct_keys_that_shortcuts_do_not_use() {
+        let keys: std::collections::HashSet<Key> = Tab::ALL.iter().map(|t| t.key()).collect();
+        assert_eq!(keys.len(), Tab::ALL.len());
+        assert_eq!(Tab::Curves.key(), Key::Num5);
+    }
+
+    #[test]
+    fn tab_names_parse_from_settings_and_command_line() {
+        let t: Tab = serde_json::from_str(r#""heatmaps""#).expect("tab");
+        assert_eq!(t, Tab::Heatmaps);
+        use clap::ValueEnum as _;
+        assert_eq!(Tab::from_str("latents", false), Ok(Tab::Latents));
+        let s: Settings = serde_json::from_str(r#"{"tab":"curves"}"#).expect("settings");
+        assert_eq!(s.tab, Tab::Curves);
+        let s: Settings = serde_json::from_str(r#"{"speed":5.0}"#).expect("older settings");
+        assert_eq!(s.tab, Tab::Episode);
+    }
+
+    fn harness(state: AppState, tab: Tab) -> Harness<'static, (Views, Settings, Selection)> {
+        let settings = Settings {
+            tab,
+            ..Settings::default()
+        };
+        Harness::builder()
+            .with_size([1100.0, 760.0])
+            .with_context_setup(crate::app::app::install_symbol_fallback)
+            .build_ui_state(
+                move |ui, (views, settings, selection)| {
+                    views.ui(ui, &state, selection, settings, None);
+                },
+                (Views::default(), settings, Selection::default()),
+            )
+    }
+
+    #[test]
+    fn every_view_renders_empty_and_populated_state() {
+        for tab in Tab::ALL {
+            for state in [AppState::default(), testing::populated()] {
+                let mut h = harness(state, tab);
+                h.run();
+                assert_eq!(h.state().1.tab, tab);
+            }
+        }
+    }
+
+    #[test]
+    fn clicking_a_tab_or_pressing_its_digit_switches_the_view() {
+        let mut h = harness(testing::populated(), Tab::Episode);
+        h.run();
+        h.get_by_label("Export GIF");
+        h.get_by_label("Curves").click();
+        h.run();
+        assert_eq!(h.state().1.tab, Tab::Curves);
+        h.key_press(Key::Num2);
+        h.run();
+        assert_eq!(h.state().1.tab, Tab::Plan);
+    }
+
+    /// Shows the views in a real eframe app, with the window's wgpu renderer.
+    struct ViewApp {
+        views: Views,
+        settings: Settings,
+        selection: Selection,
+        state: AppState,
+    }
+
+    impl eframe::App for ViewApp {
+        fn ui(&mut self, ui: &mut Ui, frame: &mut eframe::Frame) {
+            let (views, state) = (&mut self.views, &self.state);
+            let render = frame.wgpu_render_state();
+            views.ui(ui, state, &mut self.selection, &mut self.settings, render);
+        }
+    }
+
+    #[test]
+    #[ignore = "needs a GPU adapter (Mesa's lavapipe will do): \
+                cargo test --lib app::views -- --ignored"]
+    fn every_view_renders_through_wgpu() {
+        for tab in Tab::ALL {
+            let mut h = Harness::builder()
+                .with_size([1100.0, 760.0])
+                .with_context_setup(crate::app::app::install_symbol_fallback)
+                .wgpu()
+                .build_eframe(|_| ViewApp {
+                    views: Views::default(),
+                    settings: Settings {
+                        tab,
+                        ..Settings::default()
+                    },
+                    selection: Selection::default(),
+                    state: testing::populated(),
+                });
+            h.run();
+            let image = h.render().expect("rendered with wgpu");
+            assert_eq!(image.dimensions(), (1100, 760));
+        }
+    }
+}
