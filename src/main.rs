@@ -53,6 +53,21 @@ enum Command {
         /// Let the scripted demonstrators act, even where a trained agent exists.
         #[arg(long)]
         demonstrators: bool,
+        /// Start "Train from scratch" at launch (quick preset, or --config).
+        #[arg(long)]
+        train: bool,
+        /// A configuration JSON (as `ls3 config` writes it) loaded at launch: the training
+        /// settings of --train / Train from scratch and the planner settings.
+        #[arg(long, value_name = "JSON")]
+        config: Option<PathBuf>,
+        /// With --train and --screenshot: capture once this many training rounds are done
+        /// (instead of after --after-steps steps).
+        #[arg(long, requires_all = ["train", "screenshot"])]
+        after_rounds: Option<u64>,
+        /// When the window closes, print frame times (median, 95th percentile), the worker→UI
+        /// event latency and the memory in use to stderr.
+        #[arg(long)]
+        report: bool,
     },
     /// Run an environment's scripted demonstrators and write all its demo sets to disk.
     ///
@@ -202,6 +217,10 @@ fn dispatch(cli: Cli) -> Result<()> {
             view,
             checkpoint_folder,
             demonstrators,
+            train,
+            config,
+            after_rounds,
+            report,
         }) => ls3::app::run(ls3::app::AppOptions {
             env,
             seed,
@@ -211,6 +230,10 @@ fn dispatch(cli: Cli) -> Result<()> {
             view,
             agent: checkpoint_folder,
             demonstrators_only: demonstrators,
+            train,
+            config,
+            after_rounds,
+            report,
         }),
         Some(Command::Collect {
             env,

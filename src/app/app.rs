@@ -53,6 +53,10 @@ pub struct StudioApp {
     frame_times: FrameTimes,
     /// When the frame being built began.
     frame_start: Option<Instant>,
+    /// When the worker first asked for a repaint since the last drain (event latency).
+    pending: Pending,
+    /// Every frame time and event latency since launch, with `--report`.
+    report: Option<Report>,
     /// Set in `--screenshot` mode, which also leaves the stored settings alone.
     screenshot: Option<ScreenshotJob>,
 }
@@ -75,6 +79,8 @@ impl StudioApp {
 
         install_symbol_fallback(&cc.egui_ctx);
         let ctx = cc.egui_ctx.clone();
+        let pending = Pending::default();
+        let since = pending.clone();
         let worker = WorkerHandle::spawn(
             WorkerOptions {
                 kind: settings.env,
@@ -84,15 +90,29 @@ impl StudioApp {
                 planner: settings.planner.clone(),
                 ..WorkerOptions::default()
             },
-            Box::new(move || ctx.request_repaint()),
+            Box::new(move || {
+                since
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert_with(Instant::now);
+                ctx.request_repaint()
+            }),
         )?;
-        if let Some(job) = &screenshot {
-            worker.send(Command::PlayFor(job.after_steps()));
+        if let Some(path) = &options.config {
+            worker.send(Command::LoadConfig(path.clone()));
+        }
+        if options.train {
+            worker.send(Command::TrainFromScratch);
+        }
+        if let Some(steps) = screenshot.as_ref().and_then(|job| job.after_steps()) {
+            worker.send(Command::PlayFor(steps));
         }
         Ok(Self {
             controls: Controls::new(settings.env),
             frame_times: FrameTimes::default(),
             frame_start: None,
+            pending,
+            report: options.report.then(Report::default),
             state: AppState::new(settings.env, DEFAULT_CAPACITY),
             settings,
             worker,
@@ -114,6 +134,14 @@ impl StudioApp {
     }
 
     fn drain_events(&mut self) {
+        let since = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let (Some(since), Some(report)) = (since, self.report.as_mut()) {
+            report.latencies.push(since.elapsed());
+        }
         while let Some(event) = self.worker.try_recv() {
             if let Event::Restarted { kind, .. } = event {
                 self.settings.env = kind;
@@ -182,6 +210,9 @@ impl eframe::App for StudioApp {
         }
         if let Some(start) = self.frame_start.take() {
             self.frame_times.push(start.elapsed());
+            if let Some(report) = self.report.as_mut() {
+                report.frames.push(start.elapsed());
+            }
         }
     }
 
@@ -196,8 +227,64 @@ impl eframe::App for StudioApp {
     }
 
     fn on_exit(&mut self) {
+        if let Some(report) = &self.report {
+            eprintln!("{}", report.summary(&self.state));
+        }
         self.worker.shutdown();
     }
+}
+
+/// The time of the worker's first repaint request not yet drained.
+type Pending = std::sync::Arc<std::sync::Mutex<Option<Instant>>>;
+
+/// What `--report` prints when the window closes.
+#[derive(Default)]
+struct Report {
+    frames: Vec<std::time::Duration>,
+    /// From the worker's repaint request to the UI draining its events.
+    latencies: Vec<std::time::Duration>,
+}
+
+impl Report {
+    fn summary(&self, state: &AppState) -> String {
+        let ms = |v: &[std::time::Duration], q: f64| -> String {
+            let mut v = v.to_vec();
+            v.sort_unstable();
+            match v.len() {
+                0 => "–".into(),
+                n => {
+                    let i = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
+                    format!("{:.1} ms", v[i].as_secs_f64() * 1e3)
+                }
+            }
+        };
+        let t = &state.analysis.training;
+        format!(
+            "frames {}: build time p50 {}, p95 {}, max {}; event latency ({} batches) p50 {}, \
+             p95 {}; steps shown {}; training rounds {}; resident memory {}",
+            self.frames.len(),
+            ms(&self.frames, 0.5),
+            ms(&self.frames, 0.95),
+            ms(&self.frames, 1.0),
+            self.latencies.len(),
+            ms(&self.latencies, 0.5),
+            ms(&self.latencies, 0.95),
+            state.total_steps,
+            t.rounds.len(),
+            resident_memory().unwrap_or_else(|| "unknown".into()),
+        )
+    }
+}
+
+/// The process's resident and peak resident memory (Linux `/proc`), read once at exit.
+fn resident_memory() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| -> Option<String> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(format!("{:.0} MB", kb / 1024.0))
+    };
+    Some(format!("{} (peak {})", field("VmRSS:")?, field("VmHWM:")?))
 }
 
 #[cfg(test)]

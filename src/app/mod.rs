@@ -52,6 +52,14 @@ pub struct AppOptions {
     pub agent: Option<PathBuf>,
     /// Let the demonstrators act even where a trained agent is available.
     pub demonstrators_only: bool,
+    /// Start "Train from scratch" at launch.
+    pub train: bool,
+    /// A configuration JSON to load at launch.
+    pub config: Option<PathBuf>,
+    /// With `train` and `screenshot`: capture after this many rounds instead of `after_steps`.
+    pub after_rounds: Option<u64>,
+    /// Print a responsiveness report to stderr when the window closes.
+    pub report: bool,
 }
 
 /// The agents that act in the app: the shipped ones (`assets/<env>/`), replaced by `agent` for
@@ -84,7 +92,8 @@ pub fn run(options: AppOptions) -> Result<()> {
         .screenshot
         .clone()
         .map(|path| screenshot::ScreenshotJob::new(path, options.after_steps, outcome.clone()))
-        .map(|job| job.for_view(options.view.unwrap_or_default()));
+        .map(|job| job.for_view(options.view.unwrap_or_default()))
+        .map(|job| job.after_rounds(options.after_rounds));
     let capturing = job.is_some();
     let native = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()

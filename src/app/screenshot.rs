@@ -33,6 +33,8 @@ enum Phase {
 pub struct ScreenshotJob {
     path: PathBuf,
     after_steps: u64,
+    /// Capture after this many training rounds instead (the worker keeps training meanwhile).
+    after_rounds: Option<u64>,
     view: Tab,
     /// When the steps had been played (the wait for the view's data starts there).
     reached: Option<Instant>,
@@ -50,6 +52,7 @@ impl ScreenshotJob {
         Self {
             path,
             after_steps,
+            after_rounds: None,
             view: Tab::Episode,
             reached: None,
             phase: Phase::Playing,
@@ -66,9 +69,15 @@ impl ScreenshotJob {
         self
     }
 
-    /// Steps to play before the capture.
-    pub fn after_steps(&self) -> u64 {
-        self.after_steps
+    /// Captures once `rounds` training rounds are done (when given), not after a step count.
+    pub fn after_rounds(mut self, rounds: Option<u64>) -> Self {
+        self.after_rounds = rounds;
+        self
+    }
+
+    /// Steps to play before the capture; `None` when the capture waits for training rounds.
+    pub fn after_steps(&self) -> Option<u64> {
+        self.after_rounds.is_none().then_some(self.after_steps)
     }
 
     /// Advances the job by one frame.
@@ -79,8 +88,15 @@ impl ScreenshotJob {
         }
         match self.phase {
             Phase::Playing => {
-                let reached = state.total_steps >= self.after_steps || state.error_count > 0;
-                if reached && state.worker == WorkerState::Paused && state.live.is_some() {
+                let reached = match self.after_rounds {
+                    Some(n) => state.analysis.training.rounds.len() as u64 >= n,
+                    None => {
+                        state.total_steps >= self.after_steps
+                            && state.worker == WorkerState::Paused
+                            && state.live.is_some()
+                    }
+                };
+                if reached || state.error_count > 0 {
                     let since = *self.reached.get_or_insert_with(Instant::now);
                     if has_data(self.view, state) || since.elapsed() > DATA_WAIT {
                         self.phase = Phase::Settling(SETTLE_FRAMES);
