@@ -9,6 +9,9 @@ use std::sync::Arc;
 
 /// Finished episodes kept with all their frames (a push episode is about 1.8 MB).
 pub const DEFAULT_CAPACITY: usize = 50;
+/// Finished episodes that keep their plans' decoded imagined frames (about 6 MB per 100-step
+/// episode); older ones keep only the plan records.
+pub const IMAGINED_KEPT: usize = 10;
 /// Error messages kept for display.
 const MAX_ERRORS: usize = 20;
 
@@ -60,6 +63,18 @@ impl EpisodeRecord {
             steps: Vec::with_capacity(start.steps),
             plans: Vec::with_capacity(start.steps),
             outcome: None,
+        }
+    }
+
+    /// Drops the decoded imagined frames of every plan, keeping the records.
+    fn forget_imagined(&mut self) {
+        for plan in self.plans.iter_mut().flatten() {
+            if !plan.imagined.is_empty() {
+                *plan = Arc::new(PlanShot {
+                    record: plan.record.clone(),
+                    imagined: Vec::new(),
+                });
+            }
         }
     }
 
@@ -222,6 +237,10 @@ impl AppState {
                     self.finished.pop_front();
                 }
                 self.finished.push_back(live);
+                let older = self.finished.len().saturating_sub(IMAGINED_KEPT);
+                if let Some(episode) = older.checked_sub(1).and_then(|i| self.finished.get_mut(i)) {
+                    episode.forget_imagined();
+                }
             }
             Event::State(state) => self.worker = state,
             Event::Training(update) => self.apply_training(update),
@@ -382,6 +401,36 @@ mod tests {
         assert_eq!(state.episode(live.uid).map(|e| e.episode), Some(1));
         assert_eq!(state.totals.success_rate(), Some(1.0));
         assert_eq!(state.totals.mean_cost(), Some(2.0));
+    }
+
+    #[test]
+    fn only_the_newest_episodes_keep_their_imagined_frames() {
+        let mut state = AppState::default();
+        let shot = Arc::new(PlanShot {
+            record: crate::app::testing::plan(1, 2, false).record,
+            imagined: vec![Frame::black(); 2],
+        });
+        for i in 0..(IMAGINED_KEPT as u64 + 3) {
+            state.apply(start(i, 1));
+            let Event::Step(mut s) = step(i, 1, -1.0, false) else {
+                unreachable!()
+            };
+            s.plan = Some(shot.clone());
+            state.apply(Event::Step(s));
+            state.apply(finish(i, 1, 1.0, false, false));
+        }
+        let imagined: Vec<usize> = state
+            .finished
+            .iter()
+            .map(|e| e.plans[0].as_ref().map_or(99, |p| p.imagined.len()))
+            .collect();
+        let mut expected = vec![0; 3];
+        expected.extend(vec![2; IMAGINED_KEPT]);
+        assert_eq!(imagined, expected, "records stay, old frames go");
+        assert_eq!(
+            state.finished[0].plans[0].as_ref().unwrap().record,
+            shot.record
+        );
     }
 
     #[test]
