@@ -192,6 +192,12 @@ impl Controls {
                     Dialog::OpenDataset,
                 );
                 ask(
+                    "Open run…",
+                    "Overlay a finished run's rounds on the curves (a run folder, or an \
+                     `ls3 results` folder for LS3 and both ablations)",
+                    Dialog::OpenRun,
+                );
+                ask(
                     "Import .pth…",
                     "The original implementation's vae.pth, dyn.pth, … (pick their folder)",
                     Dialog::ImportTorch,
@@ -316,6 +322,7 @@ enum Dialog {
     LoadAgent,
     SaveAgent,
     OpenDataset,
+    OpenRun,
     ImportTorch,
 }
 
@@ -335,6 +342,7 @@ impl Dialog {
                 .set_file_name("agent")
                 .save_file(),
             Dialog::OpenDataset => d.set_title("Open dataset folder").pick_folder(),
+            Dialog::OpenRun => d.set_title("Open run or results folder").pick_folder(),
             Dialog::ImportTorch => d
                 .set_title("Import original .pth checkpoints (pick any of them)")
                 .add_filter("PyTorch", &["pth"])
@@ -347,6 +355,7 @@ impl Dialog {
             Dialog::LoadAgent => Command::LoadAgent(path),
             Dialog::SaveAgent => Command::SaveAgent(path),
             Dialog::OpenDataset => Command::OpenDataset(path),
+            Dialog::OpenRun => Command::OpenRun(path),
             Dialog::ImportTorch => Command::ImportTorch(path),
         })
     }

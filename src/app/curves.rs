@@ -11,6 +11,24 @@ use egui_plot::{HLine, HoverPosition, Legend, Line, LineStyle, Plot, PlotPoints,
 /// Height of one plot.
 const PLOT_HEIGHT: f32 = 230.0;
 
+/// Losses that reach zero or below (the dynamics' Gaussian NLL) shifted up so their smallest
+/// value is 0.01 and they fit a log axis; returns the shift added, if any.
+pub fn shifted_positive(points: &[[f64; 2]]) -> (Option<f64>, Vec<[f64; 2]>) {
+    let min = points
+        .iter()
+        .map(|p| p[1])
+        .filter(|y| y.is_finite())
+        .fold(f64::INFINITY, f64::min);
+    if min > 0.0 || !min.is_finite() {
+        return (None, points.to_vec());
+    }
+    let shift = 0.01 - min;
+    (
+        Some(shift),
+        points.iter().map(|&[x, y]| [x, y + shift]).collect(),
+    )
+}
+
 /// `(x, log10 y)` of the points with a positive, finite y (the rest cannot go on a log axis).
 pub fn log_points(points: &[[f64; 2]]) -> Vec<[f64; 2]> {
     points
@@ -78,7 +96,7 @@ fn plot(id: &str) -> Plot<'static> {
 fn losses(ui: &mut Ui, t: &TrainingData) {
     titled(
         ui,
-        "Loss per module (log scale)",
+        "Loss per module (log scale; a negative NLL is shown shifted)",
         t.losses.is_empty(),
         |ui| {
             plot("curves_losses")
@@ -102,10 +120,15 @@ fn losses(ui: &mut Ui, t: &TrainingData) {
                 })
                 .show(ui, |plot| {
                     for (module, points) in &t.losses {
-                        let points = log_points(points);
+                        let (shift, points) = shifted_positive(points);
+                        let name = match shift {
+                            Some(s) => format!("{} (+{s:.2})", module.name()),
+                            None => module.name().to_string(),
+                        };
+                        let points = log_points(&points);
                         // Points too, so a module with a single chunk so far shows.
-                        plot.points(Points::new(module.name(), points.clone()).radius(1.5));
-                        plot.line(Line::new(module.name(), points));
+                        plot.points(Points::new(name.as_str(), points.clone()).radius(1.5));
+                        plot.line(Line::new(name.as_str(), points));
                     }
                 });
         },
@@ -212,6 +235,14 @@ mod tests {
             [4.0, 0.01],
         ];
         assert_eq!(log_points(&p), [[0.0, 2.0], [4.0, -2.0]]);
+    }
+
+    #[test]
+    fn negative_losses_are_shifted_onto_the_log_axis_and_positive_ones_left_alone() {
+        let (shift, p) = shifted_positive(&[[0.0, -2.0], [1.0, 3.0]]);
+        assert_eq!(shift, Some(2.01));
+        assert!((p[0][1] - 0.01).abs() < 1e-12 && (p[1][1] - 5.01).abs() < 1e-12);
+        assert_eq!(shifted_positive(&[[0.0, 0.5]]), (None, vec![[0.0, 0.5]]));
     }
 
     #[test]

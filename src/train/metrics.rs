@@ -2,7 +2,7 @@
 
 use crate::data::episode::Episode;
 use crate::run::CsvLog;
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -119,6 +119,55 @@ const ROUND_COLUMNS: [&str; 8] = [
     "cumulative_violations",
 ];
 
+/// Reads the per-round metrics a run wrote to `<dir>/metrics.csv`.
+pub fn read_rounds(dir: &Path) -> Result<Vec<RoundMetrics>> {
+    let path = dir.join("metrics.csv");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading {} (is {} a run folder?)",
+            path.display(),
+            dir.display()
+        )
+    })?;
+    let mut lines = text.lines();
+    if lines.next() != Some(ROUND_COLUMNS.join(",").as_str()) {
+        bail!(
+            "{}: the header is not {}",
+            path.display(),
+            ROUND_COLUMNS.join(",")
+        );
+    }
+    lines
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, line)| {
+            let at = || format!("{}:{}", path.display(), i + 2);
+            let f: Vec<&str> = line.split(',').collect();
+            if f.len() != ROUND_COLUMNS.len() {
+                bail!("{}: expected {} fields", at(), ROUND_COLUMNS.len());
+            }
+            let num = |k: usize| -> Result<f32> {
+                f[k].parse()
+                    .with_context(|| format!("{}: {} is not a number", at(), ROUND_COLUMNS[k]))
+            };
+            let count = |k: usize| -> Result<usize> {
+                f[k].parse()
+                    .with_context(|| format!("{}: {} is not a count", at(), ROUND_COLUMNS[k]))
+            };
+            Ok(RoundMetrics {
+                round: count(0)?,
+                episodes: count(1)?,
+                mean_cost: num(2)?,
+                std_cost: num(3)?,
+                success_rate: num(4)?,
+                violation_rate: num(5)?,
+                mean_cost_successful: num(6)?,
+                cumulative_violations: count(7)?,
+            })
+        })
+        .collect()
+}
+
 /// `episodes.csv` (one row per agent episode) and `metrics.csv` (one row per round) of a run.
 pub struct MetricsLog {
     episodes: CsvLog,
@@ -194,6 +243,37 @@ mod tests {
         assert_eq!(r.violation_rate, 0.5);
         assert!((r.mean_cost_successful - 100.0 / 3.0).abs() < 1e-4);
         assert_eq!(r.cumulative_violations, 5);
+    }
+
+    #[test]
+    fn written_rounds_read_back_and_bad_rows_name_their_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let eps = [ep(0, 50.0, true, false), ep(1, 100.0, false, true)];
+        let rounds = [
+            RoundMetrics::of(0, &eps, 0),
+            RoundMetrics::of(1, &eps[1..], 1),
+        ];
+        {
+            let mut log = MetricsLog::open(dir.path()).unwrap();
+            for r in &rounds {
+                log.round(r).unwrap();
+            }
+        }
+        let back = read_rounds(dir.path()).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[0], rounds[0]);
+        assert!(back[1].mean_cost_successful.is_nan() && back[1].cumulative_violations == 2);
+
+        let path = dir.path().join("metrics.csv");
+        let text = std::fs::read_to_string(&path).unwrap() + "2,4,oops,0,0,0,0,0\n";
+        std::fs::write(&path, text).unwrap();
+        let e = format!("{:#}", read_rounds(dir.path()).unwrap_err());
+        assert!(
+            e.contains("metrics.csv:4") && e.contains("mean_cost"),
+            "{e}"
+        );
+        let e = format!("{:#}", read_rounds(&dir.path().join("nope")).unwrap_err());
+        assert!(e.contains("run folder"), "{e}");
     }
 
     #[test]

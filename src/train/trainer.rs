@@ -476,9 +476,24 @@ mod tests {
     #[test]
     fn value_regresses_onto_reward_to_go_then_switches_to_td_targets() {
         // rtg says +3 everywhere, TD says −1 (every transition is terminal with reward −1).
+        let v = value_after_rtg_then_td(false);
+        assert!((v + 1.0).abs() < 0.5, "after the TD phase V = {v}");
+    }
+
+    #[test]
+    fn bootstrapping_through_timeouts_keeps_the_value_of_the_next_state() {
+        // Same data, but an episode end is a timeout: the target is −1 + 0.99·V_target(z′), and
+        // V_target starts at the reward-to-go fit (+3), so V stays well above −1.
+        let v = value_after_rtg_then_td(true);
+        assert!(v > 0.5, "after the TD phase V = {v}");
+    }
+
+    /// Mean value after 150 reward-to-go updates (+3) and 150 TD updates on terminal −1 steps.
+    fn value_after_rtg_then_td(bootstrap_timeouts: bool) -> f32 {
         let (agent, mut t) = setup(|c| {
             c.value.val_init_iters = 150;
             c.value.lr = 1e-3;
+            c.value.bootstrap_timeouts = bootstrap_timeouts;
         });
         let mut r = replay(40, |_| record(-1.0, true, 3.0), 0.0);
         let z = Tensor::zeros((4, 32), candle_core::DType::F32, &Device::Cpu).unwrap();
@@ -501,8 +516,7 @@ mod tests {
         );
         t.train_module(&agent, &mut r, ModuleKind::Val, 150, 0, |_| {})
             .unwrap();
-        let v = mean_value(&agent);
-        assert!((v + 1.0).abs() < 0.5, "after the TD phase V = {v}");
+        mean_value(&agent)
     }
 
     #[test]

@@ -3,16 +3,54 @@
 //! [`Event::Error`] naming the file and the problem; the app carries on as before.
 
 use super::episodes::planner_of;
-use super::{Event, Worker, WorkerState};
+use super::{Event, TrainingUpdate, Worker, WorkerState};
 use crate::config::Config;
 use crate::data::dataset::write_atomic;
 use crate::model::checkpoint;
+use crate::train::metrics::read_rounds;
 use crate::train::phases::load_demos;
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 use std::sync::Arc;
 
+/// The runs of an `ls3 results` folder, by folder and name.
+const RESULT_RUNS: [(&str, &str); 3] = [
+    ("ls3", "LS3"),
+    ("no-safe-set", "no safe set"),
+    ("no-constraints", "no constraints"),
+];
+
 impl Worker {
+    /// Reads the per-round metrics of a run folder — or of each run of an `ls3 results` folder —
+    /// and overlays them on the curves.
+    pub(super) fn open_run(&mut self, dir: &Path) {
+        let mut runs: Vec<(String, std::path::PathBuf)> = RESULT_RUNS
+            .iter()
+            .map(|(folder, name)| (name.to_string(), dir.join(folder)))
+            .filter(|(_, d)| d.join("metrics.csv").is_file())
+            .collect();
+        if runs.is_empty() {
+            let name = dir.file_name().map_or_else(
+                || dir.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            runs.push((name, dir.to_path_buf()));
+        }
+        for (name, run) in runs {
+            match read_rounds(&run) {
+                Ok(rounds) => {
+                    self.emit(Event::Notice(format!(
+                        "overlaid {} rounds of {name} ({})",
+                        rounds.len(),
+                        run.display()
+                    )));
+                    self.emit(Event::Training(TrainingUpdate::Overlay { name, rounds }));
+                }
+                Err(e) => self.emit(Event::Error(format!("could not open the run: {e:#}"))),
+            }
+        }
+    }
+
     /// Reads a checkpoint folder and lets its agent act in its environment (switching to it).
     pub(super) fn load_agent(&mut self, dir: &Path) {
         if self.refuse_while_training("load an agent") {

@@ -75,6 +75,9 @@ pub enum Command {
     ImportTorch(PathBuf),
     /// Use the demo sets in this folder for the next training run.
     OpenDataset(PathBuf),
+    /// Overlay a finished run's per-round metrics on the curves (an `ls3 results` folder: its
+    /// three runs).
+    OpenRun(PathBuf),
     /// End the worker thread.
     Shutdown,
 }
@@ -466,6 +469,7 @@ impl Worker {
             Command::SaveAgent(dir) => self.save_agent(&dir),
             Command::ImportTorch(path) => self.import_torch(&path),
             Command::OpenDataset(dir) => self.open_dataset(&dir),
+            Command::OpenRun(dir) => self.open_run(&dir),
             Command::Shutdown => return Flow::Stop,
         }
         Flow::Continue

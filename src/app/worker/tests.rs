@@ -590,3 +590,37 @@ fn persisted_planner_settings_are_in_effect_from_the_start() {
     };
     assert_eq!(config.planner, tiny_planner());
 }
+
+#[test]
+fn a_results_folder_overlays_each_of_its_runs_and_a_missing_one_is_an_error() {
+    use crate::train::metrics::{MetricsLog, RoundMetrics};
+    let dir = tempfile::tempdir().unwrap();
+    for (folder, rounds) in [("ls3", 3), ("no-safe-set", 2)] {
+        let run = dir.path().join(folder);
+        std::fs::create_dir_all(&run).unwrap();
+        let mut log = MetricsLog::open(&run).unwrap();
+        for r in 0..rounds {
+            log.round(&RoundMetrics::of(r, &[], 0)).unwrap();
+        }
+    }
+    let worker = spawn(EnvKind::Navigation, 25.0);
+    wait_for(&worker, |e| matches!(e, Event::EpisodeStarted(_)));
+    worker.send(Command::OpenRun(dir.path().to_path_buf()));
+    let mut overlays = Vec::new();
+    wait_for(&worker, |e| {
+        if let Event::Training(TrainingUpdate::Overlay { name, rounds }) = e {
+            overlays.push((name.clone(), rounds.len()));
+        }
+        overlays.len() == 2
+    });
+    assert_eq!(
+        overlays,
+        [("LS3".to_string(), 3), ("no safe set".to_string(), 2)]
+    );
+    worker.send(Command::OpenRun(dir.path().join("elsewhere")));
+    let events = wait_for(&worker, |e| matches!(e, Event::Error(_)));
+    assert!(
+        matches!(events.last(), Some(Event::Error(m)) if m.contains("elsewhere")),
+        "{events:#?}"
+    );
+}
