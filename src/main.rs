@@ -150,6 +150,20 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Measures the agent's dynamics one step ahead on fresh demo episodes: latent error for the
+    /// demonstrated actions and for uniformly random actions from the same states (which the
+    /// planner also proposes), next to the size of the true latent change.
+    DynamicsError {
+        /// The agent's checkpoint folder.
+        #[arg(long, value_name = "DIR")]
+        checkpoint_folder: PathBuf,
+        /// Demo episodes (of the environment's first demo set) to measure on.
+        #[arg(long, default_value_t = 5)]
+        episodes: usize,
+        /// Seed of the episodes and the random actions.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Writes the safe-set, value, constraint and goal maps of an agent over the environment's
     /// 2-D state grid as one PNG (navigation x–y, reacher joint angles, push pusher x–y).
     Heatmap {
@@ -262,6 +276,11 @@ fn dispatch(cli: Cli) -> Result<()> {
             out,
             cells,
         }) => heatmap(&checkpoint_folder, &out, cells),
+        Some(Command::DynamicsError {
+            checkpoint_folder,
+            episodes,
+            seed,
+        }) => dynamics_error(&checkpoint_folder, episodes, seed),
         Some(Command::Config { env, preset }) => {
             let config = ls3::config::Config::preset(preset, env);
             println!("{}", serde_json::to_string_pretty(&config)?);
@@ -300,6 +319,35 @@ fn heatmap(dir: &Path, out: &Path, cells: usize) -> Result<()> {
         out.display(),
         axes.x_label,
         axes.y_label
+    );
+    Ok(())
+}
+
+fn dynamics_error(dir: &Path, episodes: usize, seed: u64) -> Result<()> {
+    use rand::SeedableRng;
+    let device = ls3::model::default_device();
+    let (agent, meta) = ls3::model::checkpoint::load(dir, None, &device)?;
+    let kind = meta.spec.env;
+    // Seeds apart from `ls3 collect`'s, so these episodes are not the training demos.
+    let demo_seed = ls3::seed::derive(seed, "dynamics-error", 0);
+    let set = &kind.demo_sets()[0];
+    let eps: Vec<_> = (0..episodes)
+        .map(|i| ls3::data::collect::demo_episode(kind, set, demo_seed, i))
+        .collect();
+    let mut env = kind.make(seed);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(ls3::seed::derive(seed, "random-actions", 0));
+    let e = ls3::analysis::dynamics_error::one_step_error(&agent, env.as_mut(), &eps, &mut rng)?;
+    println!(
+        "{} transitions of {episodes} {} episodes; latent L2, mean:",
+        e.transitions, set.name
+    );
+    println!(
+        "  demo actions:   error {:.3}  (true change {:.3})",
+        e.demo, e.demo_change
+    );
+    println!(
+        "  random actions: error {:.3}  (true change {:.3})",
+        e.random, e.random_change
     );
     Ok(())
 }
