@@ -51,7 +51,7 @@ impl TeacherKind {
             TeacherKind::NavigationTask => Box::new(n::TaskTeacher),
             TeacherKind::NavigationConstraint => Box::new(n::ConstraintTeacher::default()),
             TeacherKind::ReacherTask => Box::new(r::TaskTeacher),
-            TeacherKind::ReacherConstraint => Box::new(r::ConstraintTeacher::default()),
+            TeacherKind::ReacherConstraint => Box::new(r::ConstraintTeacher),
             TeacherKind::ReacherInteraction => Box::new(r::InteractionTeacher::default()),
             TeacherKind::PushTask => Box::new(p::TaskTeacher::default()),
             TeacherKind::PushOutburst => Box::new(p::OutburstTeacher::default()),

@@ -129,7 +129,7 @@ pub fn train_vae(
             return;
         }
         let logged = csv.row(&[r.iteration.to_string(), r.mean_loss.to_string()]);
-        let grids = if r.done == r.total || (png_every > 0 && r.done % png_every == 0) {
+        let grids = if r.done == r.total || (png_every > 0 && r.done.is_multiple_of(png_every)) {
             write_vae_grids(agent, pool, run, r.iteration, &mut rng)
         } else {
             Ok(())

@@ -572,7 +572,7 @@ impl Session {
         let done = done + n;
         if let Some(r) = report {
             self.chunk_done(&r, done, total, obs)?;
-            if done == total || done % PNG_EVERY == 0 {
+            if done == total || done.is_multiple_of(PNG_EVERY) {
                 let run = self.run_dir();
                 write_vae_grids(&self.agent, &pool, &run, r.iteration, &mut self.grid_rng)?;
             }
