@@ -279,24 +279,17 @@ impl Config {
         c.vae.lr = 1e-3;
         c.vae.batch = 32;
         c.vae.iterations = 1_000;
+        c.set_latent_iters(init, update);
         c.dynamics.batch = 64;
-        c.dynamics.init_iters = init;
-        c.dynamics.update_iters = update;
         c.safe_set.lr = 5e-4;
         c.safe_set.batch = 128;
-        c.safe_set.init_iters = init;
-        c.safe_set.update_iters = update;
         c.value.lr = 5e-4;
         c.value.batch = 64;
-        c.value.val_init_iters = init / 2;
-        c.value.init_iters = init;
         c.value.update_iters = 2 * update;
         c.value.bootstrap_timeouts = true;
         for cl in [&mut c.constraint, &mut c.goal] {
             cl.lr = 5e-4;
             cl.batch = 128;
-            cl.init_iters = init;
-            cl.update_iters = update;
         }
         c.online.num_updates = 5;
         c.online.traj_per_update = 4;
@@ -344,6 +337,50 @@ impl Config {
             ModuleKind::Constr => self.constraint.batch,
             ModuleKind::Gi => self.goal.batch,
         }
+    }
+
+    /// A latent module's initial and per-round iterations and learning rate, to edit (`None`
+    /// for the VAE, which has no per-round training).
+    pub fn schedule_mut(&mut self, m: ModuleKind) -> Option<(&mut usize, &mut usize, &mut f64)> {
+        Some(match m {
+            ModuleKind::Vae => return None,
+            ModuleKind::Dyn => (
+                &mut self.dynamics.init_iters,
+                &mut self.dynamics.update_iters,
+                &mut self.dynamics.lr,
+            ),
+            ModuleKind::Val => (
+                &mut self.value.init_iters,
+                &mut self.value.update_iters,
+                &mut self.value.lr,
+            ),
+            ModuleKind::Ss => (
+                &mut self.safe_set.init_iters,
+                &mut self.safe_set.update_iters,
+                &mut self.safe_set.lr,
+            ),
+            ModuleKind::Constr => (
+                &mut self.constraint.init_iters,
+                &mut self.constraint.update_iters,
+                &mut self.constraint.lr,
+            ),
+            ModuleKind::Gi => (
+                &mut self.goal.init_iters,
+                &mut self.goal.update_iters,
+                &mut self.goal.lr,
+            ),
+        })
+    }
+
+    /// Gives every latent module `init` initial and `update` per-round iterations; the value's
+    /// first half of the initial training regresses onto reward-to-go.
+    pub fn set_latent_iters(&mut self, init: usize, update: usize) {
+        for m in ModuleKind::LATENT {
+            if let Some((i, u, _)) = self.schedule_mut(m) {
+                (*i, *u) = (init, update);
+            }
+        }
+        self.value.val_init_iters = init / 2;
     }
 
     /// Iterations of a module's initial training (the VAE's whole training).

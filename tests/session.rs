@@ -13,25 +13,7 @@ fn tiny() -> Config {
     let mut c = Config::quick(EnvKind::Navigation);
     c.vae.iterations = 30;
     c.vae.batch = 8;
-    for m in [
-        &mut c.dynamics.init_iters,
-        &mut c.safe_set.init_iters,
-        &mut c.constraint.init_iters,
-        &mut c.goal.init_iters,
-        &mut c.value.init_iters,
-    ] {
-        *m = 60;
-    }
-    c.value.val_init_iters = 30;
-    for m in [
-        &mut c.dynamics.update_iters,
-        &mut c.safe_set.update_iters,
-        &mut c.constraint.update_iters,
-        &mut c.goal.update_iters,
-        &mut c.value.update_iters,
-    ] {
-        *m = 20;
-    }
+    c.set_latent_iters(60, 20);
     c.online.num_updates = 2;
     c.online.traj_per_update = 2;
     c.planner.population = 20;

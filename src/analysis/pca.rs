@@ -67,15 +67,20 @@ impl Pca {
 
     /// Coordinates of `z` in the plane of the two components.
     pub fn project(&self, z: &[f32]) -> [f32; 2] {
-        let dot = |c: &[f32]| -> f32 {
-            z.iter()
-                .zip(&self.mean)
-                .zip(c)
-                .map(|((z, m), c)| (z - m) * c)
-                .sum()
-        };
-        [dot(&self.components[0]), dot(&self.components[1])]
+        project(&self.mean, &self.components, z)
     }
+}
+
+/// Coordinates of `z − mean` along two (unit) components.
+pub fn project(mean: &[f32], components: &[Vec<f32>; 2], z: &[f32]) -> [f32; 2] {
+    let dot = |c: &[f32]| -> f32 {
+        z.iter()
+            .zip(mean)
+            .zip(c)
+            .map(|((z, m), c)| (z - m) * c)
+            .sum()
+    };
+    [dot(&components[0]), dot(&components[1])]
 }
 
 /// Power iteration on a symmetric positive semi-definite `dim × dim` matrix: the unit

@@ -124,7 +124,9 @@ impl Controls {
                 ui.label("learning rate");
                 ui.end_row();
                 for m in ModuleKind::LATENT {
-                    let (init, update, lr) = module_fields(c, m);
+                    let Some((init, update, lr)) = c.schedule_mut(m) else {
+                        continue;
+                    };
                     ui.label(m.name());
                     let name = m.name();
                     changed |= ui
@@ -280,38 +282,6 @@ fn count(
         .changed();
     ui.end_row();
     changed
-}
-
-/// A latent module's initial and per-round iterations and its learning rate.
-fn module_fields(c: &mut Config, m: ModuleKind) -> (&mut usize, &mut usize, &mut f64) {
-    match m {
-        ModuleKind::Dyn => (
-            &mut c.dynamics.init_iters,
-            &mut c.dynamics.update_iters,
-            &mut c.dynamics.lr,
-        ),
-        ModuleKind::Val => (
-            &mut c.value.init_iters,
-            &mut c.value.update_iters,
-            &mut c.value.lr,
-        ),
-        ModuleKind::Ss => (
-            &mut c.safe_set.init_iters,
-            &mut c.safe_set.update_iters,
-            &mut c.safe_set.lr,
-        ),
-        ModuleKind::Constr => (
-            &mut c.constraint.init_iters,
-            &mut c.constraint.update_iters,
-            &mut c.constraint.lr,
-        ),
-        ModuleKind::Gi => (
-            &mut c.goal.init_iters,
-            &mut c.goal.update_iters,
-            &mut c.goal.lr,
-        ),
-        ModuleKind::Vae => unreachable!("only the latent modules are listed"),
-    }
 }
 
 /// What a dialog asks for, and the command its answer becomes.

@@ -125,14 +125,7 @@ pub struct LatentSnapshot {
 impl LatentSnapshot {
     /// Projects a latent onto the two components.
     pub fn project(&self, z: &[f32]) -> [f32; 2] {
-        let dot = |c: &[f32]| -> f32 {
-            z.iter()
-                .zip(&self.mean)
-                .zip(c)
-                .map(|((z, m), c)| (z - m) * c)
-                .sum()
-        };
-        [dot(&self.components[0]), dot(&self.components[1])]
+        crate::analysis::pca::project(&self.mean, &self.components, z)
     }
 }
 

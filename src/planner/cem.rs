@@ -392,7 +392,10 @@ mod tests {
         let (a, rec) = Planner::new(1.0, 1).plan(&toy, &start(), &cfg).unwrap();
         assert!(a[0] > 0.5 && a[1] < -0.5, "action {a:?}");
         assert_eq!(rec.action, a);
-        assert_ne!(rec.actions[0], a, "the mean is not one of the sampled candidates");
+        assert_ne!(
+            rec.actions[0], a,
+            "the mean is not one of the sampled candidates"
+        );
     }
 
     #[test]

@@ -311,25 +311,7 @@ fn tiny_config() -> crate::config::Config {
     let mut c = crate::config::Config::quick(EnvKind::Navigation);
     c.vae.iterations = 25;
     c.vae.batch = 8;
-    for m in [
-        &mut c.dynamics.init_iters,
-        &mut c.safe_set.init_iters,
-        &mut c.constraint.init_iters,
-        &mut c.goal.init_iters,
-        &mut c.value.init_iters,
-    ] {
-        *m = 50;
-    }
-    c.value.val_init_iters = 25;
-    for m in [
-        &mut c.dynamics.update_iters,
-        &mut c.safe_set.update_iters,
-        &mut c.constraint.update_iters,
-        &mut c.goal.update_iters,
-        &mut c.value.update_iters,
-    ] {
-        *m = 10;
-    }
+    c.set_latent_iters(50, 10);
     c.online.num_updates = 1;
     c.online.traj_per_update = 1;
     c.planner = tiny_planner();
