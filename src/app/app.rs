@@ -248,15 +248,10 @@ struct Report {
 impl Report {
     fn summary(&self, state: &AppState) -> String {
         let ms = |v: &[std::time::Duration], q: f64| -> String {
-            let mut v = v.to_vec();
-            v.sort_unstable();
-            match v.len() {
-                0 => "–".into(),
-                n => {
-                    let i = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
-                    format!("{:.1} ms", v[i].as_secs_f64() * 1e3)
-                }
-            }
+            super::frame_times::percentile(v, q).map_or_else(
+                || "–".into(),
+                |d| format!("{:.1} ms", d.as_secs_f64() * 1e3),
+            )
         };
         let t = &state.analysis.training;
         format!(

@@ -50,17 +50,23 @@ impl FrameTimes {
 
     /// The nearest-rank `q`-quantile (`q` in 0..=1) of the window; `None` before any frame.
     pub fn percentile(&self, q: f64) -> Option<Duration> {
-        let mut sorted: Vec<Duration> = self.samples.iter().copied().collect();
-        sorted.sort_unstable();
-        let n = sorted.len();
-        let rank = (q.clamp(0.0, 1.0) * n as f64).ceil() as usize;
-        sorted.get(rank.clamp(1, n.max(1)) - 1).copied()
+        let samples: Vec<Duration> = self.samples.iter().copied().collect();
+        percentile(&samples, q)
     }
 
     /// Median and 95th percentile.
     pub fn p50_p95(&self) -> Option<(Duration, Duration)> {
         Some((self.percentile(0.5)?, self.percentile(0.95)?))
     }
+}
+
+/// The nearest-rank `q`-quantile (`q` in 0..=1) of `samples`; `None` when there are none.
+pub fn percentile(samples: &[Duration], q: f64) -> Option<Duration> {
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    let n = sorted.len();
+    let rank = (q.clamp(0.0, 1.0) * n as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, n.max(1)) - 1).copied()
 }
 
 #[cfg(test)]
