@@ -164,6 +164,30 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Checks whether the planner fools itself: from states of fresh demo episodes it plans,
+    /// plays the best plan in the simulator and compares the imagined terminal value and
+    /// safe-set probability with what the models say about the frames that really come out; the
+    /// demonstrator's next actions are scored the same way for comparison.
+    PlanCheck {
+        /// The agent's checkpoint folder.
+        #[arg(long, value_name = "DIR")]
+        checkpoint_folder: PathBuf,
+        /// Demo episodes (of the environment's first demo set) to check along.
+        #[arg(long, default_value_t = 2)]
+        episodes: usize,
+        /// Check every N-th state of each episode.
+        #[arg(long, default_value_t = 5)]
+        every: usize,
+        /// Planner settings of this preset.
+        #[arg(long, value_enum, default_value_t = ls3::config::Preset::Quick)]
+        preset: ls3::config::Preset,
+        /// Print one line per checked state.
+        #[arg(long)]
+        verbose: bool,
+        /// Seed of the episodes and the planner.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Writes the safe-set, value, constraint and goal maps of an agent over the environment's
     /// 2-D state grid as one PNG (navigation x–y, reacher joint angles, push pusher x–y).
     Heatmap {
@@ -281,6 +305,14 @@ fn dispatch(cli: Cli) -> Result<()> {
             episodes,
             seed,
         }) => dynamics_error(&checkpoint_folder, episodes, seed),
+        Some(Command::PlanCheck {
+            checkpoint_folder,
+            episodes,
+            every,
+            preset,
+            verbose,
+            seed,
+        }) => plan_check(&checkpoint_folder, episodes, every, preset, verbose, seed),
         Some(Command::Config { env, preset }) => {
             let config = ls3::config::Config::preset(preset, env);
             println!("{}", serde_json::to_string_pretty(&config)?);
@@ -349,6 +381,72 @@ fn dynamics_error(dir: &Path, episodes: usize, seed: u64) -> Result<()> {
         "  random actions: error {:.3}  (true change {:.3})",
         e.random, e.random_change
     );
+    Ok(())
+}
+
+fn plan_check(
+    dir: &Path,
+    episodes: usize,
+    every: usize,
+    preset: ls3::config::Preset,
+    verbose: bool,
+    seed: u64,
+) -> Result<()> {
+    use ls3::analysis::plan_check;
+    let device = ls3::model::default_device();
+    let (agent, meta) = ls3::model::checkpoint::load(dir, None, &device)?;
+    let kind = meta.spec.env;
+    let cfg = ls3::config::Config::preset(preset, kind).planner;
+    let demo_seed = ls3::seed::derive(seed, "plan-check", 0);
+    let set = &kind.demo_sets()[0];
+    let eps: Vec<_> = (0..episodes)
+        .map(|i| ls3::data::collect::demo_episode(kind, set, demo_seed, i))
+        .collect();
+    let mut env = kind.make(seed);
+    let mut planner = ls3::planner::Planner::for_env(kind, ls3::seed::derive(seed, "planner", 0));
+    let checked = plan_check::check(&agent, env.as_mut(), &mut planner, &cfg, &eps, every)?;
+    let f = |s: &[f64]| {
+        s.iter()
+            .map(|x| format!("{x:.1}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    if verbose {
+        for c in &checked {
+            println!(
+                "({}) plan a=({:.1},{:.1}) → ({}) value {:.1} imagined / {:.1} true, ss {:.2}/{:.2} | \
+                 demo a=({:.1},{:.1}) → ({}) value {:.1}/{:.1}, ss {:.2}/{:.2}",
+                f(&c.state),
+                c.plan_action[0],
+                c.plan_action[1],
+                f(&c.plan_end),
+                c.plan.imagined_value,
+                c.plan.true_value,
+                c.plan.imagined_safe_set,
+                c.plan.true_safe_set,
+                c.demo_action[0],
+                c.demo_action[1],
+                f(&c.demo_end),
+                c.demo.imagined_value,
+                c.demo.true_value,
+                c.demo.imagined_safe_set,
+                c.demo.true_safe_set,
+            );
+        }
+    }
+    let (plan, demo) = plan_check::summarize(&checked);
+    println!(
+        "{} states of {episodes} {} episodes; means at the end of the {}-step plan:",
+        checked.len(),
+        set.name,
+        cfg.horizon
+    );
+    for (name, o) in [("planner's best", plan), ("demonstrator's", demo)] {
+        println!(
+            "  {name:15} value {:7.2} imagined, {:7.2} true; safe set {:.3} imagined, {:.3} true",
+            o.imagined_value, o.true_value, o.imagined_safe_set, o.true_safe_set
+        );
+    }
     Ok(())
 }
 

@@ -1,9 +1,11 @@
 //! What the learned models say about the state space, for the app's views and for diagnosis:
 //! heatmaps of the latent heads over a 2-D grid of ground-truth states, a 2-D PCA of latents,
-//! decoded latents as frames, and the dynamics' one-step error off the demonstrated actions.
+//! decoded latents as frames, the dynamics' one-step error off the demonstrated actions, and the
+//! gap between what the planner imagines for its best plan and what that plan really leads to.
 
 pub mod colormap;
 pub mod dynamics_error;
 pub mod heatmap;
 pub mod imagine;
 pub mod pca;
+pub mod plan_check;
