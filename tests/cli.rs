@@ -419,9 +419,14 @@ fn the_shipped_navigation_agent_loads_and_acts() {
         ls3::model::checkpoint::load(&shipped, Some(ls3::env::EnvKind::Navigation), &device)
             .unwrap();
     assert_eq!(agent.spec.channels, 3);
-    // Made by `ls3 run` with the quick preset: its configuration travels with it.
-    assert_eq!(meta.config["preset"], "quick");
-    assert_eq!(meta.config["config"]["env"], "navigation");
+    // Made by `ls3 run` with the quick preset's settings: its configuration travels with it, so
+    // `ls3 eval` and the app plan with them.
+    let config: ls3::config::Config =
+        serde_json::from_value(meta.config["config"].clone()).unwrap();
+    assert_eq!(
+        config,
+        ls3::config::Config::quick(ls3::env::EnvKind::Navigation)
+    );
     let size: u64 = std::fs::read_dir(&shipped)
         .unwrap()
         .map(|e| e.unwrap().metadata().unwrap().len())
@@ -441,4 +446,39 @@ fn the_shipped_navigation_agent_loads_and_acts() {
     ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("\"episodes\":1"));
+}
+
+#[test]
+fn plan_check_compares_imagined_and_true_outcomes_of_the_planner_and_the_demonstrator() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/navigation");
+    let o = ls3(&[
+        "plan-check",
+        "--checkpoint-folder",
+        shipped.to_str().unwrap(),
+        "--episodes",
+        "1",
+        "--every",
+        "40",
+        "--verbose",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    // States 1, 41 and 81 of one 100-step demo episode (each leaves a whole plan after it).
+    assert!(out.contains("3 states of 1"), "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.contains(" plan a=(")).count(),
+        3,
+        "{out}"
+    );
+    for who in ["planner's best", "demonstrator's"] {
+        let line = out.lines().find(|l| l.contains(who)).expect(who);
+        let numbers: Vec<f32> = line
+            .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        // value imagined, value true, safe set imagined, safe set true
+        assert_eq!(numbers.len(), 4, "{line}");
+        assert!(numbers.iter().all(|x| x.is_finite()), "{line}");
+        assert!((0.0..=1.0).contains(&numbers[2]) && (0.0..=1.0).contains(&numbers[3]));
+    }
 }

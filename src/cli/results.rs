@@ -28,6 +28,11 @@ pub struct ResultsArgs {
     /// Rounds at the end of each run that the table summarises.
     #[arg(long, default_value_t = 3)]
     pub last_rounds: usize,
+    /// Start the LS3 run from this agent instead of training one (e.g. the shipped
+    /// `assets/navigation`, which is this command's `checkpoints/init` at seed 0); the ablations
+    /// then start from the LS3 run's `checkpoints/init` as always.
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint_folder: Option<PathBuf>,
     /// Folder of the three runs (ls3/, no-safe-set/, no-constraints/) and of results.md/.json.
     /// Finished runs in it are reused and interrupted ones resumed.
     #[arg(long, default_value = "results")]
@@ -72,7 +77,9 @@ pub fn results(args: &ResultsArgs) -> Result<()> {
             run_dir: dir.clone(),
             demo_limit: None,
         };
-        if ablation != Ablation::None {
+        if ablation == Ablation::None {
+            opts.checkpoint = args.checkpoint_folder.clone();
+        } else {
             opts.data = Some(Layout(&ls3_dir).data());
             opts.checkpoint = Some(Layout(&ls3_dir).round_checkpoint(0));
         }
