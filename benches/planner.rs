@@ -9,6 +9,11 @@
 //! same things either way; only the feasibility test differs.
 //! `LS3_BENCH_TENSOR=1` also times the portable tensor rollout (what a GPU build runs);
 //! `cargo bench --bench planner -- --plan-only` stops after the three `plan` timings.
+//!
+//! The agent lives on `ls3::model::default_device()`: a CUDA GPU when built with
+//! `--features cuda` and one is present (the planner then takes the tensor rollout), else the
+//! CPU; `LS3_BENCH_DEVICE=cpu` forces the CPU. Off the CPU only the three `plan` timings run, as
+//! with `--plan-only` (the rest profiles the CPU fused path).
 
 mod common;
 
@@ -37,7 +42,12 @@ fn job(cfg: &PlannerConfig, seed: u64) -> Rollout {
 }
 
 fn main() {
-    let device = Device::Cpu;
+    let device = if std::env::var("LS3_BENCH_DEVICE").is_ok_and(|v| v == "cpu") {
+        Device::Cpu
+    } else {
+        ls3::model::default_device()
+    };
+    println!("device: {:?}", device.location());
     let agent = Agent::new(AgentSpec::for_env(EnvKind::Navigation), &device, 0).expect("agent");
     let z0 = Tensor::full(0.1f32, (1, 32), &device)
         .and_then(|z| z.to_dtype(DType::F32))
@@ -63,7 +73,7 @@ fn main() {
         });
     }
 
-    if std::env::args().any(|a| a == "--plan-only") {
+    if !device.is_cpu() || std::env::args().any(|a| a == "--plan-only") {
         return;
     }
 
