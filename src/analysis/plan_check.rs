@@ -181,7 +181,15 @@ mod tests {
             particles: 2,
             ..PlannerConfig::default()
         };
-        let checked = check(&agent, env.as_mut(), &mut planner, &cfg, &[ep.clone()], 20).unwrap();
+        let checked = check(
+            &agent,
+            env.as_mut(),
+            &mut planner,
+            &cfg,
+            std::slice::from_ref(&ep),
+            20,
+        )
+        .unwrap();
         assert_eq!(
             checked.len(),
             (1..ep.len() - cfg.horizon).step_by(20).count()
