@@ -178,9 +178,10 @@ enum Command {
         /// Check every N-th state of each episode.
         #[arg(long, default_value_t = 5)]
         every: usize,
-        /// Planner settings of this preset.
-        #[arg(long, value_enum, default_value_t = ls3::config::Preset::Quick)]
-        preset: ls3::config::Preset,
+        /// Planner settings from this configuration JSON (default: those saved with the
+        /// checkpoint, else the quick preset's), as for `ls3 eval`.
+        #[arg(long, value_name = "JSON")]
+        config: Option<PathBuf>,
         /// Print one line per checked state.
         #[arg(long)]
         verbose: bool,
@@ -309,10 +310,17 @@ fn dispatch(cli: Cli) -> Result<()> {
             checkpoint_folder,
             episodes,
             every,
-            preset,
+            config,
             verbose,
             seed,
-        }) => plan_check(&checkpoint_folder, episodes, every, preset, verbose, seed),
+        }) => plan_check(
+            &checkpoint_folder,
+            episodes,
+            every,
+            config.as_deref(),
+            verbose,
+            seed,
+        ),
         Some(Command::Config { env, preset }) => {
             let config = ls3::config::Config::preset(preset, env);
             println!("{}", serde_json::to_string_pretty(&config)?);
@@ -360,12 +368,7 @@ fn dynamics_error(dir: &Path, episodes: usize, seed: u64) -> Result<()> {
     let device = ls3::model::default_device();
     let (agent, meta) = ls3::model::checkpoint::load(dir, None, &device)?;
     let kind = meta.spec.env;
-    // Seeds apart from `ls3 collect`'s, so these episodes are not the training demos.
-    let demo_seed = ls3::seed::derive(seed, "dynamics-error", 0);
-    let set = &kind.demo_sets()[0];
-    let eps: Vec<_> = (0..episodes)
-        .map(|i| ls3::data::collect::demo_episode(kind, set, demo_seed, i))
-        .collect();
+    let (set, eps) = fresh_demos(kind, seed, "dynamics-error", episodes);
     let mut env = kind.make(seed);
     let mut rng = rand::rngs::StdRng::seed_from_u64(ls3::seed::derive(seed, "random-actions", 0));
     let e = ls3::analysis::dynamics_error::one_step_error(&agent, env.as_mut(), &eps, &mut rng)?;
@@ -384,11 +387,30 @@ fn dynamics_error(dir: &Path, episodes: usize, seed: u64) -> Result<()> {
     Ok(())
 }
 
+/// `episodes` episodes of `kind`'s first demo set (its task demonstrator), seeded from `seed`
+/// and `stream` apart from `ls3 collect`'s, so they are not the training demos.
+fn fresh_demos(
+    kind: ls3::env::EnvKind,
+    seed: u64,
+    stream: &str,
+    episodes: usize,
+) -> (
+    &'static ls3::env::demos::DemoSet,
+    Vec<ls3::data::episode::Episode>,
+) {
+    let demo_seed = ls3::seed::derive(seed, stream, 0);
+    let set = &kind.demo_sets()[0];
+    let eps = (0..episodes)
+        .map(|i| ls3::data::collect::demo_episode(kind, set, demo_seed, i))
+        .collect();
+    (set, eps)
+}
+
 fn plan_check(
     dir: &Path,
     episodes: usize,
     every: usize,
-    preset: ls3::config::Preset,
+    config: Option<&Path>,
     verbose: bool,
     seed: u64,
 ) -> Result<()> {
@@ -396,12 +418,11 @@ fn plan_check(
     let device = ls3::model::default_device();
     let (agent, meta) = ls3::model::checkpoint::load(dir, None, &device)?;
     let kind = meta.spec.env;
-    let cfg = ls3::config::Config::preset(preset, kind).planner;
-    let demo_seed = ls3::seed::derive(seed, "plan-check", 0);
-    let set = &kind.demo_sets()[0];
-    let eps: Vec<_> = (0..episodes)
-        .map(|i| ls3::data::collect::demo_episode(kind, set, demo_seed, i))
-        .collect();
+    let cfg = match config {
+        Some(path) => cli::run::read_config(path)?.planner,
+        None => meta.planner(),
+    };
+    let (set, eps) = fresh_demos(kind, seed, "plan-check", episodes);
     let mut env = kind.make(seed);
     let mut planner = ls3::planner::Planner::for_env(kind, ls3::seed::derive(seed, "planner", 0));
     let checked = plan_check::check(&agent, env.as_mut(), &mut planner, &cfg, &eps, every)?;

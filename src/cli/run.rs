@@ -225,11 +225,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     let env = meta.spec.env;
     let mut planner = match &args.config {
         Some(path) => read_config(path)?.planner,
-        None => meta
-            .config
-            .get("config")
-            .and_then(|c| serde_json::from_value::<Config>(c.clone()).ok())
-            .map_or_else(|| Config::quick(env).planner, |c| c.planner),
+        None => meta.planner(),
     };
     args.ablation.apply(&mut planner);
     let summaries = evaluate(&agent, env, &planner, args.episodes, args.seed, |s, _| {

@@ -72,6 +72,18 @@ pub struct AgentMeta {
 }
 
 impl AgentMeta {
+    /// The planner settings saved with the agent (its run's configuration), or the quick preset's
+    /// where it has none: what `ls3 eval`, `ls3 plan-check` and the app plan with by default.
+    pub fn planner(&self) -> crate::planner::PlannerConfig {
+        self.config
+            .get("config")
+            .and_then(|c| serde_json::from_value::<crate::config::Config>(c.clone()).ok())
+            .map_or_else(
+                || crate::config::Config::quick(self.spec.env).planner,
+                |c| c.planner,
+            )
+    }
+
     fn new(spec: &AgentSpec, config: serde_json::Value) -> Self {
         let c = spec.channels;
         let arch = [

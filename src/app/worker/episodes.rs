@@ -8,8 +8,6 @@ use super::{
 };
 use crate::analysis::imagine::decode_frames;
 use crate::app::data::PlanShot;
-use crate::config::Config;
-use crate::env::EnvKind;
 use crate::env::demos::{DemoSet, Teacher};
 use crate::model::agent::Agent;
 use crate::planner::PlannerConfig;
@@ -99,7 +97,7 @@ impl Worker {
                 match crate::model::checkpoint::load(&dir, Some(kind), &device) {
                     Ok((agent, meta)) => {
                         self.analyse_agent = true;
-                        Some((Arc::new(agent), planner_of(&meta, kind)))
+                        Some((Arc::new(agent), meta.planner()))
                     }
                     Err(e) => {
                         self.emit(Event::Error(format!(
@@ -276,15 +274,4 @@ impl Worker {
             self.start_episode();
         }
     }
-}
-
-/// The planner settings of a checkpoint's configuration (the quick preset's where it has none).
-pub(super) fn planner_of(
-    meta: &crate::model::checkpoint::AgentMeta,
-    kind: EnvKind,
-) -> PlannerConfig {
-    meta.config
-        .get("config")
-        .and_then(|c| serde_json::from_value::<Config>(c.clone()).ok())
-        .map_or_else(|| Config::quick(kind).planner, |c| c.planner)
 }

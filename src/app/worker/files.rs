@@ -2,7 +2,6 @@
 //! imports of the original `.pth` files — done on the worker. Every failure becomes an
 //! [`Event::Error`] naming the file and the problem; the app carries on as before.
 
-use super::episodes::planner_of;
 use super::{Event, TrainingUpdate, Worker, WorkerState};
 use crate::config::Config;
 use crate::data::dataset::write_atomic;
@@ -60,7 +59,7 @@ impl Worker {
         match checkpoint::load(dir, None, &device) {
             Ok((agent, meta)) => {
                 let kind = meta.spec.env;
-                let planner = planner_of(&meta, kind);
+                let planner = meta.planner();
                 self.agents.insert(kind, Some((Arc::new(agent), planner)));
                 self.agent_dirs.insert(kind, dir.to_path_buf());
                 self.switch_to_new_agent(kind);
