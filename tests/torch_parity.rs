@@ -1,6 +1,6 @@
 //! Parity with PyTorch: the original implementation's checkpoints (random weights) loaded into our
 //! modules must reproduce the outputs PyTorch computed, within 1e-4 absolute.
-//! Fixtures: `$LS3_TORCH_FIXTURES`, default `../shared/fixtures/torch_reference`.
+//! Fixtures: `$LS3_TORCH_FIXTURES`, default `tests/fixtures/torch_reference` (in the repository).
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
@@ -18,7 +18,7 @@ fn fixtures() -> PathBuf {
     std::env::var_os("LS3_TORCH_FIXTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/torch_reference")
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch_reference")
         })
 }
 
