@@ -3,8 +3,9 @@
 //! log-uniform in [3/4, 4/3], centre-crop fallback when ten tries do not fit) and resized back
 //! with bilinear interpolation (half-pixel centres, as `align_corners = false`).
 //!
-//! Images are `f32` channel-major (`C×H×W`); every channel of one image gets the same crop, so a
-//! 9-channel frame stack stays aligned.
+//! Images are `f32` channel-major (`C×H×W`). Each frame of an image gets its own crop: the
+//! channels of one RGB frame share it, and the three frames of a reacher stack are cropped
+//! independently, as the original's loader does (LS3_SPEC §3).
 
 use rand::Rng;
 
@@ -133,21 +134,22 @@ pub fn resized_crop(
     }
 }
 
-/// Applies an independent random resized crop (back to the same size) to each of the `n` square
-/// `channels × size × size` images packed in `images`, returning the augmented copies.
+/// Applies an independent random resized crop (back to the same size) to each frame of the
+/// square images packed in `images`: every `frame_channels × size × size` block (one RGB frame;
+/// a stacked image holds several) gets its own crop. Returns the augmented copies.
 pub fn random_resized_crops(
     images: &[f32],
-    channels: usize,
+    frame_channels: usize,
     size: usize,
     scale: [f32; 2],
     rng: &mut impl Rng,
 ) -> Vec<f32> {
-    let len = channels * size * size;
-    assert_eq!(images.len() % len, 0, "images are not whole");
+    let len = frame_channels * size * size;
+    assert_eq!(images.len() % len, 0, "images are not whole frames");
     let mut out = vec![0.0; images.len()];
     for (src, dst) in images.chunks_exact(len).zip(out.chunks_exact_mut(len)) {
         let crop = sample_crop(size, size, scale, rng);
-        resized_crop(src, [channels, size, size], crop, [size, size], dst);
+        resized_crop(src, [frame_channels, size, size], crop, [size, size], dst);
     }
     out
 }
@@ -175,7 +177,7 @@ mod tests {
         assert_eq!(out, img);
         // A crop range of exactly [1, 1] can only pick the whole image.
         let mut rng = StdRng::seed_from_u64(3);
-        assert_eq!(random_resized_crops(&img, 9, S, [1.0, 1.0], &mut rng), img);
+        assert_eq!(random_resized_crops(&img, 3, S, [1.0, 1.0], &mut rng), img);
     }
 
     #[test]
@@ -198,19 +200,23 @@ mod tests {
     }
 
     #[test]
-    fn same_seed_same_crops_and_channels_share_one_crop() {
-        // Three identical frames stacked: after the crop they must still be identical.
+    fn same_seed_same_crops_and_each_stacked_frame_gets_its_own() {
+        // Three identical frames stacked: the channels of one frame share a crop, and the three
+        // frames are cropped differently.
         let frame = image(3, 5);
         let stacked: Vec<f32> = frame.iter().chain(&frame).chain(&frame).copied().collect();
         let batch: Vec<f32> = stacked.iter().chain(&stacked).copied().collect();
-        let a = random_resized_crops(&batch, 9, S, [0.8, 1.0], &mut StdRng::seed_from_u64(9));
-        let b = random_resized_crops(&batch, 9, S, [0.8, 1.0], &mut StdRng::seed_from_u64(9));
+        let a = random_resized_crops(&batch, 3, S, [0.8, 1.0], &mut StdRng::seed_from_u64(9));
+        let b = random_resized_crops(&batch, 3, S, [0.8, 1.0], &mut StdRng::seed_from_u64(9));
         assert_eq!(a, b);
         let n = 3 * S * S;
-        assert_eq!(a[..n], a[n..2 * n]);
-        assert_eq!(a[..n], a[2 * n..3 * n]);
-        assert_ne!(a[..9 * n / 3], batch[..9 * n / 3], "a crop changed nothing");
-        let c = random_resized_crops(&batch, 9, S, [0.8, 1.0], &mut StdRng::seed_from_u64(10));
+        assert_ne!(a[..n], a[n..2 * n], "two frames of a stack shared a crop");
+        assert_ne!(a[n..2 * n], a[2 * n..3 * n]);
+        // each frame is the frame under one crop: cropping it alone with that draw agrees
+        let mut rng = StdRng::seed_from_u64(9);
+        let first = random_resized_crops(&frame, 3, S, [0.8, 1.0], &mut rng);
+        assert_eq!(first, a[..n]);
+        let c = random_resized_crops(&batch, 3, S, [0.8, 1.0], &mut StdRng::seed_from_u64(10));
         assert_ne!(a, c);
     }
 

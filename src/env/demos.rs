@@ -3,6 +3,7 @@
 
 use super::{Env, EnvKind, FrameStack};
 use crate::data::episode::{Episode, Transition, label};
+use rand::Rng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal};
 
@@ -29,6 +30,9 @@ pub struct DemoSet {
     pub noise: f32,
     /// Which teacher acts.
     pub teacher: TeacherKind,
+    /// The first action of every episode is uniform in the action box (no teacher, no noise), as
+    /// in the original's reacher collection. Navigation's task teacher draws its own.
+    pub random_first: bool,
 }
 
 /// The teachers, one per demo set.
@@ -51,7 +55,7 @@ impl TeacherKind {
             TeacherKind::NavigationTask => Box::new(n::TaskTeacher),
             TeacherKind::NavigationConstraint => Box::new(n::ConstraintTeacher::default()),
             TeacherKind::ReacherTask => Box::new(r::TaskTeacher),
-            TeacherKind::ReacherConstraint => Box::new(r::ConstraintTeacher),
+            TeacherKind::ReacherConstraint => Box::new(r::ConstraintTeacher::default()),
             TeacherKind::ReacherInteraction => Box::new(r::InteractionTeacher::default()),
             TeacherKind::PushTask => Box::new(p::TaskTeacher::default()),
             TeacherKind::PushOutburst => Box::new(p::OutburstTeacher::default()),
@@ -74,6 +78,21 @@ const fn set(
         on_policy,
         noise,
         teacher,
+        random_first: false,
+    }
+}
+
+/// A reacher set: the original starts every one with a uniformly random action.
+const fn reacher_set(
+    name: &'static str,
+    count: usize,
+    steps: usize,
+    on_policy: bool,
+    teacher: TeacherKind,
+) -> DemoSet {
+    DemoSet {
+        random_first: true,
+        ..set(name, count, steps, on_policy, 0.2, teacher)
     }
 }
 
@@ -95,22 +114,21 @@ const NAVIGATION_SETS: [DemoSet; 2] = [
         TeacherKind::NavigationConstraint,
     ),
 ];
+// the original collects every reacher set with the noisy teacher, the interactions too
 const REACHER_SETS: [DemoSet; 3] = [
-    set("Reacher", 50, 100, true, 0.2, TeacherKind::ReacherTask),
-    set(
+    reacher_set("Reacher", 50, 100, true, TeacherKind::ReacherTask),
+    reacher_set(
         "ReacherConstraints",
         50,
         100,
         false,
-        0.2,
         TeacherKind::ReacherConstraint,
     ),
-    set(
+    reacher_set(
         "ReacherInteractions",
         100,
         20,
         false,
-        0.0,
         TeacherKind::ReacherInteraction,
     ),
 ];
@@ -147,8 +165,17 @@ impl EnvKind {
 /// Runs one demo episode of `set` in `env` and returns it labelled. Teacher randomness and action
 /// noise come from `rng`; simulator noise from the env's own stream.
 pub fn run_episode(env: &mut dyn Env, set: &DemoSet, rng: &mut StdRng) -> Episode {
+    run_episode_with(env, set, set.teacher.build(), rng)
+}
+
+/// [`run_episode`] with another teacher than the set's own (e.g. one with other start rules).
+pub fn run_episode_with(
+    env: &mut dyn Env,
+    set: &DemoSet,
+    mut teacher: Box<dyn Teacher>,
+    rng: &mut StdRng,
+) -> Episode {
     let kind = env.kind();
-    let mut teacher = set.teacher.build();
     let mut stack = FrameStack::new(kind.frame_stack());
     stack.reset(env);
     teacher.begin(env, rng);
@@ -168,7 +195,10 @@ pub fn run_episode(env: &mut dyn Env, set: &DemoSet, rng: &mut StdRng) -> Episod
     for t in 0..set.steps {
         let state = env.state();
         let mut a = teacher.act(t, &state, rng);
-        if set.noise > 0.0 {
+        if t == 0 && set.random_first {
+            let b = kind.action_bound();
+            a = [rng.random_range(-b..=b), rng.random_range(-b..=b)];
+        } else if set.noise > 0.0 {
             a = [a[0] + noise.sample(rng), a[1] + noise.sample(rng)];
         }
         let a = kind.clip_action(a);

@@ -82,6 +82,22 @@ impl Default for PlannerConfig {
 }
 
 impl PlannerConfig {
+    /// The settings of the original's README command for `env` (LS3_SPEC §2.1): horizon 5 on
+    /// navigation, 3 on reacher and push; reacher's safe-set threshold 0.5; the rest §4's.
+    pub fn paper(env: crate::env::EnvKind) -> Self {
+        use crate::env::EnvKind;
+        let d = Self::default();
+        match env {
+            EnvKind::Navigation => d,
+            EnvKind::Reacher => Self {
+                horizon: 3,
+                safe_set_threshold: 0.5,
+                ..d
+            },
+            EnvKind::Push => Self { horizon: 3, ..d },
+        }
+    }
+
     /// CEM iterations whose candidates the models score.
     pub fn scored_iterations(&self) -> usize {
         self.iterations.saturating_sub(1).max(1)
