@@ -164,6 +164,25 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// How much of the ground-truth state the agent's VAE encodes: a ridge regression from the
+    /// latent means to the state (navigation x, y; reacher sin/cos of both joints and the finger;
+    /// push the pusher and each block) is fitted on 4 of every 5 demo episodes and scored on the
+    /// fifth. Prints the held-out R² per quantity (1 = perfect, 0 = no better than the mean) and
+    /// one JSON line.
+    Probe {
+        /// The agent's checkpoint folder (only its VAE is used).
+        #[arg(long, value_name = "DIR")]
+        checkpoint_folder: PathBuf,
+        /// Demo sets to probe on (<DATA>/<env>/<SetName>/); default: fresh demos.
+        #[arg(long, value_name = "DATA")]
+        data: Option<PathBuf>,
+        /// Fresh demo episodes per demo set (without --data).
+        #[arg(long, default_value_t = 20)]
+        episodes: usize,
+        /// Seed of the fresh demos.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Checks whether the planner fools itself: from states of fresh demo episodes it plans,
     /// plays the best plan in the simulator and compares the imagined terminal value and
     /// safe-set probability with what the models say about the frames that really come out; the
@@ -306,6 +325,12 @@ fn dispatch(cli: Cli) -> Result<()> {
             episodes,
             seed,
         }) => dynamics_error(&checkpoint_folder, episodes, seed),
+        Some(Command::Probe {
+            checkpoint_folder,
+            data,
+            episodes,
+            seed,
+        }) => cli::probe::run(&checkpoint_folder, data.as_deref(), episodes, seed).map(|_| ()),
         Some(Command::PlanCheck {
             checkpoint_folder,
             episodes,

@@ -159,7 +159,7 @@ fn import_torch_writes_a_checkpoint_and_refuses_to_overwrite() {
     let fixtures = std::env::var_os("LS3_TORCH_FIXTURES")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/torch_reference")
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch_reference")
         });
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("agent");
@@ -251,6 +251,10 @@ fn train_vae_then_train_modules_write_runs_logs_grids_and_checkpoints() {
     }
     let csv = std::fs::read_to_string(vae_run.join("vae_loss.csv")).unwrap();
     assert_eq!(csv.lines().next(), Some("iteration,loss"));
+    // the probe of the new VAE is printed and saved
+    assert!(text(&o).contains("probe R² (held out"), "{}", text(&o));
+    let probe = std::fs::read_to_string(vae_run.join("probe.json")).unwrap();
+    assert!(probe.contains("\"x\"") && probe.contains("\"y\""), "{probe}");
 
     let vae = vae_run.join("checkpoint");
     let o = ls3(&[
@@ -446,6 +450,34 @@ fn the_shipped_navigation_agent_loads_and_acts() {
     ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("\"episodes\":1"));
+}
+
+#[test]
+fn probe_reports_how_well_the_shipped_vae_encodes_the_robot_position() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/navigation");
+    let o = ls3(&[
+        "probe",
+        "--checkpoint-folder",
+        shipped.to_str().unwrap(),
+        "--episodes",
+        "10",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let json = out.lines().last().expect("a JSON line");
+    let report: ls3::model::probe::ProbeReport = serde_json::from_str(json).unwrap();
+    assert_eq!(report.env, ls3::env::EnvKind::Navigation);
+    // 10 task + 10 constraint demos of 100 steps: 4 of every 5 episodes fit, the rest score
+    assert_eq!(report.train_frames + report.held_out_frames, 2000);
+    for q in ["x", "y"] {
+        let r2 = report.r2(q).unwrap();
+        assert!(r2 > 0.9, "{q}: R² {r2}\n{out}");
+    }
+    // a folder that is not a checkpoint is a clear error
+    let dir = tempfile::tempdir().unwrap();
+    let o = ls3(&["probe", "--checkpoint-folder", dir.path().to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains(dir.path().to_str().unwrap()), "{}", text(&o));
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Presentation of the library's long-running jobs on a terminal: progress bars and summaries.
 //! Only the `ls3` binary uses this; the work itself lives in the library.
 
+pub mod probe;
 pub mod results;
 pub mod run;
 pub mod train;
@@ -23,6 +24,10 @@ pub struct TrainArgs {
     /// Hyperparameters: quick (CPU minutes) or paper (the published numbers).
     #[arg(long, value_enum, default_value_t = Preset::Quick)]
     pub preset: Preset,
+    /// A configuration JSON (as `ls3 config` writes it) instead of the preset; its environment
+    /// must be --env.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Iterations of the VAE, or per latent module (default: the preset's).
     #[arg(long)]
     pub iters: Option<usize>,

@@ -170,6 +170,7 @@ impl RunView {
                 r.cumulative_violations
             ),
             Event::Checkpoint(p) => println!("checkpoint: {}", p.display()),
+            Event::Probe(r) => println!("VAE {}", r.summary()),
             Event::Loss { .. } | Event::Log(_) => {}
         }
     }

@@ -15,7 +15,13 @@ use std::path::Path;
 fn start(args: &TrainArgs) -> Result<(Vec<Episode>, Config, RunDir, Agent)> {
     let (env, preset, seed) = (args.env, args.preset, args.seed);
     let (episodes, sets) = phases::load_demos(&args.data, env)?;
-    let config = Config::preset(preset, env);
+    let config = match &args.config {
+        Some(path) => super::run::read_config(path)?,
+        None => Config::preset(preset, env),
+    };
+    if config.env != env {
+        bail!("the configuration is for {}, not {env}", config.env);
+    }
     config.validate()?;
     let run = RunDir::create(&args.out)?;
     let saved = serde_json::json!({ "seed": seed, "preset": preset, "config": &config });
@@ -67,6 +73,15 @@ pub fn train_vae(args: &TrainArgs, png_every: usize) -> Result<()> {
         args.seed,
         &mut |p| bars.update(p),
     )?;
+    use ls3::model::probe::{ProbeError, probe};
+    match probe(&agent, &episodes, super::probe::MAX_FRAMES) {
+        Ok(report) => {
+            println!("{}", report.summary());
+            run.write_json("probe.json", &report)?;
+        }
+        Err(ProbeError::Data(why)) => println!("probe skipped: {why}"),
+        Err(e) => return Err(e).context("probing the trained VAE"),
+    }
     save(&agent, &config, &run, args.seed, &[ModuleKind::Vae])
 }
 

@@ -82,7 +82,7 @@ pub fn block_done(p: [f64; 2]) -> bool {
 }
 
 /// Centre of block `k` in `state`.
-fn block_pos(state: &[f64], k: usize) -> [f64; 2] {
+pub fn block_position(state: &[f64], k: usize) -> [f64; 2] {
     [state[2 + 3 * k], state[3 + 3 * k]]
 }
 
@@ -93,7 +93,7 @@ fn fallen(state: &[f64], k: usize) -> bool {
 
 /// The goal: every block is done and none has fallen.
 pub fn all_done(state: &[f64]) -> bool {
-    (0..3).all(|k| !fallen(state, k) && block_done(block_pos(state, k)))
+    (0..3).all(|k| !fallen(state, k) && block_done(block_position(state, k)))
 }
 
 /// The constraint: some block has left the table.
@@ -174,7 +174,7 @@ fn build_world(state: &[f64]) -> (PhysicsWorld, RigidBodyHandle, [RigidBodyHandl
         ColliderBuilder::ball(PUSHER_RADIUS as f32).friction(CONTACT_FRICTION),
     );
     let blocks = std::array::from_fn(|k| {
-        let p = block_pos(state, k);
+        let p = block_position(state, k);
         let (handle, _) = world.insert(
             RigidBodyBuilder::dynamic()
                 .translation(vec2(p))
@@ -270,7 +270,7 @@ impl Env for Push {
             if !fallen(state, k) {
                 p.fill(
                     &Shape::OrientedBox {
-                        center: block_pos(state, k),
+                        center: block_position(state, k),
                         half: [BLOCK_HALF, BLOCK_HALF],
                         angle: state[4 + 3 * k],
                     },
@@ -373,7 +373,7 @@ impl TaskTeacher {
             // all pushed: wait behind where the row was
             return Some(toward([s[0], clear_y], s));
         }
-        let b = block_pos(s, self.block);
+        let b = block_position(s, self.block);
         match self.phase {
             Phase::LineUp if b[1] <= -PUSHED_Y => {
                 // already out of the row (knocked there by an earlier push)
@@ -476,7 +476,7 @@ impl Teacher for OutburstTeacher {
         let Some(k) = self.target else {
             return [0.0, 0.0];
         };
-        let b = block_pos(s, k);
+        let b = block_position(s, k);
         let (dx, dy) = (b[0] - s[0], b[1] - s[1]);
         let d = dx.hypot(dy).max(1e-9);
         [(dx / d * self.speed) as f32, (dy / d * self.speed) as f32]
@@ -499,9 +499,9 @@ mod tests {
             s = env.step(a).state;
         }
         assert!(
-            block_done(block_pos(&s, 0)),
+            block_done(block_position(&s, 0)),
             "block 0 at {:?}",
-            block_pos(&s, 0)
+            block_position(&s, 0)
         );
         assert!(!any_fallen(&s));
     }
@@ -519,7 +519,7 @@ mod tests {
             if step.constraint && fell_at.is_none() {
                 fell_at = Some(t);
                 assert!(fallen(&step.state, 1) && !fallen(&step.state, 0));
-                assert!(!on_table(block_pos(&step.state, 1)));
+                assert!(!on_table(block_position(&step.state, 1)));
             }
             if fell_at.is_some() {
                 assert!(step.constraint, "constraint cleared at step {t}");
@@ -532,7 +532,7 @@ mod tests {
             assert!(env.step([0.05, 0.05]).constraint);
         }
         let f = env.render();
-        let [x, y] = VIEW.to_image(block_pos(&env.state(), 1));
+        let [x, y] = VIEW.to_image(block_position(&env.state(), 1));
         let (x, y) = ((x as usize).min(63), (y as usize).min(63));
         assert_ne!(f.pixel(x, y), BLOCK_COLORS[1]);
     }
@@ -596,7 +596,7 @@ mod tests {
         let f = env.render();
         assert_eq!(f, env.render_state(&s));
         for (k, color) in BLOCK_COLORS.iter().enumerate() {
-            let [x, y] = VIEW.to_image(block_pos(&s, k));
+            let [x, y] = VIEW.to_image(block_position(&s, k));
             let near = (-1..=1)
                 .flat_map(|dy| (-1..=1).map(move |dx| (dx, dy)))
                 .any(|(dx, dy)| {

@@ -11,6 +11,7 @@ pub mod conv;
 pub mod dynamics;
 pub mod init;
 pub mod mlp;
+pub mod probe;
 pub mod rng;
 pub mod torch;
 pub mod vae;

@@ -39,6 +39,8 @@ const LATENT: [ModuleKind; 5] = [
 const VAE_CHUNK: usize = 25;
 /// Latent-module iterations per [`Session::step`].
 const MODULE_CHUNK: usize = 50;
+/// Demo frames the VAE's linear probe fits and scores on at most.
+const PROBE_FRAMES: usize = 6000;
 /// VAE reconstruction grids every this many iterations.
 const PNG_EVERY: usize = 500;
 
@@ -583,7 +585,26 @@ impl Session {
         self.to_train.retain(|&m| m != ModuleKind::Vae);
         let path = Layout(&self.dir).vae_checkpoint();
         self.save_checkpoint(&path, obs)?;
+        self.probe_vae(obs)?;
         Ok(Stage::Encode { i: 0 })
+    }
+
+    /// Scores the new VAE with the linear probe on the demos: `probe.json`, a log line and a
+    /// [`Event::Probe`].
+    fn probe_vae(&mut self, obs: &mut dyn Observer) -> Result<()> {
+        use crate::model::probe::{ProbeError, probe};
+        let line = match probe(&self.agent, &self.demos, PROBE_FRAMES) {
+            Ok(report) => {
+                self.run_dir().write_json("probe.json", &report)?;
+                let line = format!("VAE {}", report.summary());
+                obs.event(Event::Probe(Box::new(report)));
+                line
+            }
+            // demos without ground-truth states (e.g. the original's) cannot be probed
+            Err(ProbeError::Data(why)) => format!("VAE probe skipped: {why}"),
+            Err(e) => return Err(e).context("probing the trained VAE"),
+        };
+        self.logln(&line)
     }
 
     fn chunk_done(

@@ -171,7 +171,7 @@ impl Training {
                     LatentPoints::from_replay(replay, demos),
                 ));
             }
-            SessionEvent::Checkpoint(_) | SessionEvent::Log(_) => {}
+            SessionEvent::Checkpoint(_) | SessionEvent::Log(_) | SessionEvent::Probe(_) => {}
         }
         Ok(())
     }
