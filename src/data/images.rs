@@ -40,7 +40,15 @@ pub fn distinct_observations(ep: &Episode) -> (Vec<&[u8]>, Vec<[usize; 2]>) {
 pub struct ImagePool {
     channels: usize,
     bytes: Vec<u8>,
+    /// Per-pixel median of the images, computed on first use.
+    background: std::sync::OnceLock<Vec<f32>>,
 }
+
+/// Images the background median is taken over (evenly spaced through the pool).
+const BACKGROUND_SAMPLE: usize = 801;
+/// A pixel whose colour differs from the background by more than this (0..1, any channel of its
+/// frame) is foreground.
+pub const FOREGROUND_TOLERANCE: f32 = 0.1;
 
 impl ImagePool {
     /// An empty pool of `channels`-channel images (3, or 9 for three stacked frames).
@@ -48,6 +56,7 @@ impl ImagePool {
         Self {
             channels,
             bytes: Vec::new(),
+            background: Default::default(),
         }
     }
 
@@ -75,6 +84,58 @@ impl ImagePool {
         for obs in distinct_observations(ep).0 {
             self.bytes.extend_from_slice(obs);
         }
+        self.background = Default::default();
+    }
+
+    /// The per-pixel median image (0..1, the pool's layout) over up to 801 images spread evenly
+    /// through the pool: the static scene without what moves.
+    pub fn background(&self) -> &[f32] {
+        self.background.get_or_init(|| {
+            let n = self.image_len();
+            let picks: Vec<usize> = if self.len() <= BACKGROUND_SAMPLE {
+                (0..self.len()).collect()
+            } else {
+                (0..BACKGROUND_SAMPLE)
+                    .map(|k| k * (self.len() - 1) / (BACKGROUND_SAMPLE - 1))
+                    .collect()
+            };
+            let mut column = vec![0u8; picks.len()];
+            (0..n)
+                .map(|p| {
+                    for (c, &i) in column.iter_mut().zip(&picks) {
+                        *c = self.bytes[i * n + p];
+                    }
+                    let mid = column.len() / 2;
+                    *column.select_nth_unstable(mid).1 as f32 / 255.0
+                })
+                .collect()
+        })
+    }
+
+    /// Per-element reconstruction weights for a batch `images` (packed floats in 0..1): the
+    /// channels of a pixel whose frame differs from [`background`](Self::background) by more than
+    /// [`FOREGROUND_TOLERANCE`] get `1 + extra`, the rest 1, all scaled to a mean of 1.
+    pub fn foreground_weights(&self, images: &[f32], extra: f32) -> Vec<f32> {
+        let bg = self.background();
+        let plane = IMAGE_SIZE * IMAGE_SIZE;
+        let mut w = vec![1.0f32; images.len()];
+        for (img, w) in images.chunks_exact(bg.len()).zip(w.chunks_exact_mut(bg.len())) {
+            for f in 0..self.channels / 3 {
+                let at = |c: usize, p: usize| (f * 3 + c) * plane + p;
+                for p in 0..plane {
+                    let fg = (0..3).any(|c| (img[at(c, p)] - bg[at(c, p)]).abs() > FOREGROUND_TOLERANCE);
+                    if fg {
+                        for c in 0..3 {
+                            w[at(c, p)] = 1.0 + extra;
+                        }
+                    }
+                }
+            }
+        }
+        let mean = w.iter().map(|&v| v as f64).sum::<f64>() / w.len().max(1) as f64;
+        let inv = (1.0 / mean) as f32;
+        w.iter_mut().for_each(|v| *v *= inv);
+        w
     }
 
     /// Channels per image.
@@ -133,6 +194,31 @@ mod tests {
     }
 
     #[test]
+    fn foreground_pixels_weigh_more_and_the_mean_weight_is_one() {
+        // a grey scene; one image has a bright 4×4 square
+        let mut ep = episode(&[100, 100, 100, 100], &[100, 100, 100, 100]);
+        for y in 10..14 {
+            for x in 20..24 {
+                for c in 0..3 {
+                    ep.obs[FRAME_LEN + c * 4096 + y * 64 + x] = 250;
+                }
+            }
+        }
+        let pool = ImagePool::from_episodes(3, [&ep]);
+        let bright = (0..pool.len())
+            .find(|&i| pool.image(i).contains(&250))
+            .expect("the square is in the pool");
+        assert!(pool.background().iter().all(|&v| v == 100.0 / 255.0));
+        let img: Vec<f32> = pool.image(bright).iter().map(|&b| b as f32 / 255.0).collect();
+        let w = pool.foreground_weights(&img, 9.0);
+        let mean = w.iter().sum::<f32>() / w.len() as f32;
+        assert!((mean - 1.0).abs() < 1e-4, "mean weight {mean}");
+        let (fg, bg) = (w[2 * 4096 + 11 * 64 + 21], w[0]);
+        assert!((fg / bg - 10.0).abs() < 1e-3, "foreground {fg}, background {bg}");
+        assert_eq!(w.iter().filter(|&&v| v == fg).count(), 3 * 16);
+    }
+
+    #[test]
     fn a_chained_episode_contributes_each_observation_once() {
         let ep = episode(&[1, 2, 3], &[2, 3, 4]);
         let (images, pairs) = distinct_observations(&ep);
@@ -147,6 +233,7 @@ mod tests {
         assert_eq!(pairs, [[0, 1], [1, 2], [3, 4]]);
         let pool = ImagePool::from_episodes(3, [&ep]);
         assert_eq!(pool.len(), 5);
+        assert!(pool.background().iter().all(|&v| v == 3.0 / 255.0), "median of 1,2,9,3,4");
         let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(0);
         let px = pool.sample(4, &mut rng);
         assert_eq!(px.len(), 4 * FRAME_LEN);

@@ -149,6 +149,15 @@ impl Agent {
         Self::build(self.spec.clone(), &self.device, vars)
     }
 
+    /// Sets every element of the VAE encoder's log-std bias (`encoder.fc2.bias`) to `value`.
+    pub fn set_vae_log_std_bias(&self, value: f64) -> Result<()> {
+        let data = self.vars(ModuleKind::Vae).data().lock().expect("var map lock");
+        let var = data
+            .get("encoder.fc2.bias")
+            .ok_or_else(|| candle_core::Error::Msg("the VAE has no encoder.fc2.bias".into()))?;
+        var.set(&var.as_tensor().ones_like()?.affine(value, 0.0)?)
+    }
+
     /// The variables of one module (for its optimiser and its checkpoint file).
     pub fn vars(&self, m: ModuleKind) -> &VarMap {
         &self.vars[m as usize]

@@ -98,11 +98,26 @@ impl Vae {
 
     /// Training loss: the encoder sees `augmented`, the decoder reconstructs `target`.
     pub fn loss(&self, augmented: &Tensor, target: &Tensor, eps: &Tensor) -> Result<VaeLoss> {
+        self.weighted_loss(augmented, target, eps, None)
+    }
+
+    /// [`loss`](Self::loss) with a per-element weighted squared error: `sqrt_weights` (shape of
+    /// `target`) holds √w, so the error is mean(w·(rec − target)²).
+    pub fn weighted_loss(
+        &self,
+        augmented: &Tensor,
+        target: &Tensor,
+        eps: &Tensor,
+        sqrt_weights: Option<&Tensor>,
+    ) -> Result<VaeLoss> {
         let (mean, log_std) = self.encode_dist(augmented)?;
         let std = log_std.exp()?;
         let z = (&mean + std.mul(eps)?)?;
         let rec = self.decode(&z)?;
-        let mse = mse(&rec, target)?;
+        let mse = match sqrt_weights {
+            Some(sw) => mse(&rec.mul(sw)?, &target.mul(sw)?)?,
+            None => mse(&rec, target)?,
+        };
         // 0.5·mean(μ² + σ² − log σ² − 1), with log σ² = 2·log-std
         let kl = ((mean.sqr()? + std.sqr()?)? - (log_std * 2.0)?)?
             .affine(1.0, -1.0)?

@@ -9,16 +9,18 @@ use crate::model::value::Value;
 use candle_core::{Result, Tensor};
 use candle_nn::ops::sigmoid;
 
-/// VAE loss: reconstruction MSE against the un-augmented `target` + `kl_weight`·KL, the encoder
-/// seeing `augmented`. Returns (total, mse, kl).
+/// VAE loss: reconstruction MSE against the un-augmented `target` (weighted by the squares of
+/// `sqrt_weights` when given) + `kl_weight`·KL, the encoder seeing `augmented`. Returns (total,
+/// mse, kl).
 pub fn vae(
     vae: &Vae,
     augmented: &Tensor,
     target: &Tensor,
     eps: &Tensor,
     kl_weight: f64,
+    sqrt_weights: Option<&Tensor>,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    let parts = vae.loss(augmented, target, eps)?;
+    let parts = vae.weighted_loss(augmented, target, eps, sqrt_weights)?;
     let total = (&parts.mse + parts.kl.affine(kl_weight, 0.0)?)?;
     Ok((total, parts.mse, parts.kl))
 }

@@ -105,12 +105,30 @@ impl Trainer {
         }
         let cfg = &self.config.vae;
         let batch = cfg.batch;
+        if self.iterations[ModuleKind::Vae as usize] == 0 && cfg.log_std_bias != 0.0 {
+            // the configured init of the log-std head, before the first update
+            agent.set_vae_log_std_bias(cfg.log_std_bias)?;
+        }
+        if cfg.lr_final < 1.0 {
+            // cosine from lr to lr_final·lr over the configured iterations
+            let t = self.iterations[ModuleKind::Vae as usize] as f64 / cfg.iterations.max(1) as f64;
+            let f = cfg.lr_final + (1.0 - cfg.lr_final) * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos());
+            self.optimizers[ModuleKind::Vae as usize].set_learning_rate(cfg.lr * f);
+        }
         let rng = &mut self.rngs[ModuleKind::Vae as usize];
         let target = pool.sample(batch, rng.rng());
+        let sqrt_weights = if cfg.foreground_weight > 0.0 {
+            let w = pool.foreground_weights(&target, cfg.foreground_weight);
+            let sw = w.into_iter().map(f32::sqrt).collect();
+            Some(image_tensor(sw, pool.channels(), &agent.device)?)
+        } else {
+            None
+        };
         let augmented = if cfg.augment {
+            // one crop per RGB frame: the frames of a stack are cropped independently
             let crops = random_resized_crops(
                 &target,
-                pool.channels(),
+                3,
                 IMAGE_SIZE,
                 cfg.crop_scale,
                 rng.rng(),
@@ -122,7 +140,14 @@ impl Trainer {
         let eps = rng.normal((batch, agent.spec.latent), &agent.device)?;
         let target = image_tensor(target, pool.channels(), &agent.device)?;
         let input = augmented.as_ref().unwrap_or(&target);
-        let (loss, _, _) = losses::vae(&agent.vae, input, &target, &eps, cfg.kl_weight)?;
+        let (loss, _, _) = losses::vae(
+            &agent.vae,
+            input,
+            &target,
+            &eps,
+            cfg.kl_weight,
+            sqrt_weights.as_ref(),
+        )?;
         self.apply(agent, ModuleKind::Vae, &loss)
     }
 
