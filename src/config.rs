@@ -478,8 +478,7 @@ impl Config {
         if !(self.vae.kl_weight.is_finite() && self.vae.kl_weight >= 0.0) {
             return bad("vae.kl_weight", "must be a non-negative number");
         }
-        if !(self.vae.lr_final.is_finite() && self.vae.lr_final > 0.0 && self.vae.lr_final <= 1.0)
-        {
+        if !(self.vae.lr_final.is_finite() && self.vae.lr_final > 0.0 && self.vae.lr_final <= 1.0) {
             return bad("vae.lr_final", "must lie in (0, 1]");
         }
         if !self.vae.log_std_bias.is_finite() {

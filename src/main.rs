@@ -164,8 +164,8 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
-    /// How much of the ground-truth state the agent's VAE encodes: a ridge regression from the
-    /// latent means to the state (navigation x, y; reacher sin/cos of both joints and the finger;
+    /// How much of the ground-truth state the agent's VAE encodes: a ridge regression from
+    /// latent samples μ + σ·ε (what the latent modules train on) to the state (navigation x, y; reacher sin/cos of both joints and the finger;
     /// push the pusher and each block) is fitted on 4 of every 5 demo episodes and scored on the
     /// fifth. Prints the held-out R² per quantity (1 = perfect, 0 = no better than the mean) and
     /// one JSON line.

@@ -1,5 +1,5 @@
 //! `ls3 probe`: how much of the ground-truth state an agent's VAE encodes (held-out R² of a
-//! linear probe from latent means to state quantities).
+//! linear probe from latent samples to state quantities).
 
 use anyhow::{Context, Result};
 use ls3::data::collect::demo_episode;

@@ -151,6 +151,29 @@ const PUSH_SETS: [DemoSet; 2] = [
     ),
 ];
 
+impl DemoSet {
+    /// The action stored at step `t` of an episode of this set: the teacher's, plus noise of
+    /// `noise` when the set is noisy, or a uniform one for a random first action; clipped.
+    pub fn action(
+        &self,
+        kind: EnvKind,
+        teacher: &mut dyn Teacher,
+        t: usize,
+        state: &[f64],
+        noise: &Normal<f32>,
+        rng: &mut StdRng,
+    ) -> [f32; 2] {
+        let mut a = teacher.act(t, state, rng);
+        if t == 0 && self.random_first {
+            let b = kind.action_bound();
+            a = [rng.random_range(-b..=b), rng.random_range(-b..=b)];
+        } else if self.noise > 0.0 {
+            a = [a[0] + noise.sample(rng), a[1] + noise.sample(rng)];
+        }
+        kind.clip_action(a)
+    }
+}
+
 impl EnvKind {
     /// The published demo sets of this environment.
     pub fn demo_sets(self) -> &'static [DemoSet] {
@@ -194,14 +217,7 @@ pub fn run_episode_with(
     };
     for t in 0..set.steps {
         let state = env.state();
-        let mut a = teacher.act(t, &state, rng);
-        if t == 0 && set.random_first {
-            let b = kind.action_bound();
-            a = [rng.random_range(-b..=b), rng.random_range(-b..=b)];
-        } else if set.noise > 0.0 {
-            a = [a[0] + noise.sample(rng), a[1] + noise.sample(rng)];
-        }
-        let a = kind.clip_action(a);
+        let a = set.action(kind, teacher.as_mut(), t, &state, &noise, rng);
         let (step, next) = stack.step(env, a);
         ep.obs.extend_from_slice(&obs);
         ep.next_obs.extend_from_slice(&next);

@@ -535,8 +535,9 @@ mod tests {
     #[test]
     fn an_action_of_one_gives_a_quarter_hundredth_newton_metre() {
         // from rest, one 0.02 s step of a = (1, 0): q̇ ≈ M⁻¹·(0.025, 0)·0.02 (no velocity yet, so
-        // no Coriolis terms; damping changes it by well under 1 %)
-        let mut env = Reacher::new(0);
+        // hardly any Coriolis terms; without damping, which would slow it by tens of percent);
+        // the full torque 0.05 would double it
+        let mut env = Reacher::with_damping(0, 0.0);
         env.set_state(&[0.3, 0.4]);
         let s = env.step([1.0, 0.0]).state;
         let m = mass_matrix(0.4);
@@ -545,7 +546,10 @@ mod tests {
         let expected = [m[1][1] * tau / det * DT, -m[0][1] * tau / det * DT];
         for j in 0..2 {
             let (got, want) = (s[2 + j], expected[j]);
-            assert!(close(got, want, 0.01 * want.abs()), "joint {j}: {got} vs {want}");
+            assert!(
+                close(got, want, 0.02 * want.abs()),
+                "joint {j}: {got} vs {want}"
+            );
         }
         // actions beyond the box are clipped to it
         env.set_state(&[0.3, 0.4]);
@@ -555,12 +559,10 @@ mod tests {
     #[test]
     fn after_a_violation_the_arm_coasts_and_the_flag_follows_the_geometry() {
         // moving fast through the obstacle: in it, then out again on its own momentum
-        let mut env = Reacher::new(1);
         let inside = [0.53 * PI, 0.7 * PI];
         assert!(in_obstacle(&inside));
-        env.set_state(&[inside[0], inside[1], 0.0, 0.0]);
         let mut probe = Reacher::new(1);
-        probe.set_state(&[inside[0], inside[1], -6.0, 0.0]);
+        probe.set_state(&[inside[0], inside[1], -20.0, 0.0]);
         let mut flags = vec![];
         let mut states = vec![];
         for _ in 0..30 {
@@ -570,11 +572,17 @@ mod tests {
             states.push(step.state);
         }
         assert!(flags[0], "starts inside the obstacle");
-        assert!(flags.contains(&false), "the flag never cleared: it is latched");
-        assert!(states[29][0] < inside[0] - 0.5, "the arm did not keep moving");
+        assert!(
+            flags.contains(&false),
+            "the flag never cleared: it is latched"
+        );
+        assert!(
+            states[29][0] < inside[0] - 0.7,
+            "the arm did not keep moving"
+        );
         // the same motion with zero actions is identical: the actions were zeroed
         let mut coast = Reacher::new(1);
-        coast.set_state(&[inside[0], inside[1], -6.0, 0.0]);
+        coast.set_state(&[inside[0], inside[1], -20.0, 0.0]);
         for s in &states {
             assert_eq!(&coast.step([0.0, 0.0]).state, s);
         }

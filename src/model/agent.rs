@@ -151,7 +151,11 @@ impl Agent {
 
     /// Sets every element of the VAE encoder's log-std bias (`encoder.fc2.bias`) to `value`.
     pub fn set_vae_log_std_bias(&self, value: f64) -> Result<()> {
-        let data = self.vars(ModuleKind::Vae).data().lock().expect("var map lock");
+        let data = self
+            .vars(ModuleKind::Vae)
+            .data()
+            .lock()
+            .expect("var map lock");
         let var = data
             .get("encoder.fc2.bias")
             .ok_or_else(|| candle_core::Error::Msg("the VAE has no encoder.fc2.bias".into()))?;

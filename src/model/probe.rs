@@ -44,8 +44,14 @@ pub fn quantity_names(kind: EnvKind) -> &'static [&'static str] {
             "finger y",
         ],
         EnvKind::Push => &[
-            "pusher x", "pusher y", "block 0 x", "block 0 y", "block 1 x", "block 1 y",
-            "block 2 x", "block 2 y",
+            "pusher x",
+            "pusher y",
+            "block 0 x",
+            "block 0 y",
+            "block 1 x",
+            "block 1 y",
+            "block 2 x",
+            "block 2 y",
         ],
     }
 }
@@ -92,7 +98,10 @@ impl LinearProbe {
     /// `RIDGE · n` on the weights (not on the bias).
     pub fn fit(x: &[f32], y: &[f64], outputs: usize) -> Self {
         let n = x.len() / LATENT;
-        assert!(n > 0 && y.len() == n * outputs, "probe data of mismatched size");
+        assert!(
+            n > 0 && y.len() == n * outputs,
+            "probe data of mismatched size"
+        );
         let mut shift = vec![0.0; LATENT];
         let mut scale = vec![0.0; LATENT];
         for j in 0..LATENT {
@@ -299,7 +308,11 @@ pub fn probe(
         )));
     }
     let mut rng = TensorRng::new(PROBE_SEED);
-    let lin = LinearProbe::fit(&latent_samples(agent, &train_img, &mut rng)?, &train_y, outputs);
+    let lin = LinearProbe::fit(
+        &latent_samples(agent, &train_img, &mut rng)?,
+        &train_y,
+        outputs,
+    );
     let test_z = latent_samples(agent, &test_img, &mut rng)?;
     let pred: Vec<f64> = test_z.chunks(LATENT).flat_map(|z| lin.predict(z)).collect();
     let r2 = r_squared(&pred, &test_y, outputs);
@@ -327,7 +340,9 @@ mod tests {
         // y = W·z + b + small noise, with two outputs
         let mut rng = StdRng::seed_from_u64(0);
         let n = 600;
-        let w: Vec<f64> = (0..LATENT * 2).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let w: Vec<f64> = (0..LATENT * 2)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
         let mut x = vec![];
         let mut y = vec![];
         for _ in 0..n {
@@ -361,7 +376,10 @@ mod tests {
             let state = vec![0.1; 14];
             assert_eq!(quantities(kind, &state).len(), quantity_names(kind).len());
         }
-        let q = quantities(EnvKind::Reacher, &[0.75 * std::f64::consts::PI, 0.0, 0.0, 0.0]);
+        let q = quantities(
+            EnvKind::Reacher,
+            &[0.75 * std::f64::consts::PI, 0.0, 0.0, 0.0],
+        );
         let t = reacher::target();
         assert!((q[4] - t[0]).abs() < 0.01 && (q[5] - t[1]).abs() < 0.01);
     }

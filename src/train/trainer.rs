@@ -112,7 +112,8 @@ impl Trainer {
         if cfg.lr_final < 1.0 {
             // cosine from lr to lr_final·lr over the configured iterations
             let t = self.iterations[ModuleKind::Vae as usize] as f64 / cfg.iterations.max(1) as f64;
-            let f = cfg.lr_final + (1.0 - cfg.lr_final) * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos());
+            let f = cfg.lr_final
+                + (1.0 - cfg.lr_final) * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos());
             self.optimizers[ModuleKind::Vae as usize].set_learning_rate(cfg.lr * f);
         }
         let rng = &mut self.rngs[ModuleKind::Vae as usize];
@@ -126,13 +127,7 @@ impl Trainer {
         };
         let augmented = if cfg.augment {
             // one crop per RGB frame: the frames of a stack are cropped independently
-            let crops = random_resized_crops(
-                &target,
-                3,
-                IMAGE_SIZE,
-                cfg.crop_scale,
-                rng.rng(),
-            );
+            let crops = random_resized_crops(&target, 3, IMAGE_SIZE, cfg.crop_scale, rng.rng());
             Some(image_tensor(crops, pool.channels(), &agent.device)?)
         } else {
             None

@@ -15,7 +15,7 @@ use crate::seed::derive;
 use crate::train::Actor;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand_distr::{Distribution, Normal};
+use rand_distr::Normal;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
@@ -209,12 +209,7 @@ impl Worker {
                 };
                 let kind = env.kind();
                 let state = env.state();
-                let mut action = teacher.act(live.t, &state, rng);
-                if set.noise > 0.0 {
-                    action[0] += noise.sample(rng);
-                    action[1] += noise.sample(rng);
-                }
-                let action = kind.clip_action(action);
+                let action = set.action(kind, teacher.as_mut(), live.t, &state, noise, rng);
                 let step = env.step(action);
                 StepEvent {
                     episode: live.episode,
