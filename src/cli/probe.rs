@@ -5,11 +5,8 @@ use anyhow::{Context, Result};
 use ls3::data::collect::demo_episode;
 use ls3::data::episode::Episode;
 use ls3::env::EnvKind;
-use ls3::model::probe::{ProbeReport, probe};
+use ls3::model::probe::{DEFAULT_FRAMES, ProbeReport, probe};
 use std::path::Path;
-
-/// Frames the probe fits and scores on at most.
-pub const MAX_FRAMES: usize = 6000;
 
 /// Demo episodes of every set of `kind`, `per_set` each, from `seed`'s "probe" stream.
 pub fn fresh_demos(kind: EnvKind, seed: u64, per_set: usize) -> Vec<Episode> {
@@ -29,7 +26,7 @@ pub fn run(dir: &Path, data: Option<&Path>, per_set: usize, seed: u64) -> Result
         Some(data) => ls3::train::phases::load_demos(data, kind)?.0,
         None => fresh_demos(kind, seed, per_set),
     };
-    let report = probe(&agent, &episodes, MAX_FRAMES)
+    let report = probe(&agent, &episodes, DEFAULT_FRAMES)
         .with_context(|| format!("probing the VAE of {}", dir.display()))?;
     println!(
         "{} ({} episodes, {} frames fitted)",

@@ -74,7 +74,7 @@ pub fn train_vae(args: &TrainArgs, png_every: usize) -> Result<()> {
         &mut |p| bars.update(p),
     )?;
     use ls3::model::probe::{ProbeError, probe};
-    match probe(&agent, &episodes, super::probe::MAX_FRAMES) {
+    match probe(&agent, &episodes, ls3::model::probe::DEFAULT_FRAMES) {
         Ok(report) => {
             println!("{}", report.summary());
             run.write_json("probe.json", &report)?;

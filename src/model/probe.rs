@@ -26,6 +26,8 @@ use serde::{Deserialize, Serialize};
 const HOLD_OUT_EVERY: usize = 5;
 /// Ridge penalty per sample on the standardised latents.
 const RIDGE: f64 = 1e-3;
+/// Frames a probe fits and scores on at most, by default (spread evenly over the episodes).
+pub const DEFAULT_FRAMES: usize = 6000;
 /// Images encoded per forward pass.
 const BATCH: usize = 256;
 /// Seed of the probe's latent noise (the probe is deterministic).

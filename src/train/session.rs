@@ -39,8 +39,6 @@ const LATENT: [ModuleKind; 5] = [
 const VAE_CHUNK: usize = 25;
 /// Latent-module iterations per [`Session::step`].
 const MODULE_CHUNK: usize = 50;
-/// Demo frames the VAE's linear probe fits and scores on at most.
-const PROBE_FRAMES: usize = 6000;
 /// VAE reconstruction grids every this many iterations.
 const PNG_EVERY: usize = 500;
 
@@ -593,7 +591,11 @@ impl Session {
     /// [`Event::Probe`].
     fn probe_vae(&mut self, obs: &mut dyn Observer) -> Result<()> {
         use crate::model::probe::{ProbeError, probe};
-        let line = match probe(&self.agent, &self.demos, PROBE_FRAMES) {
+        let line = match probe(
+            &self.agent,
+            &self.demos,
+            crate::model::probe::DEFAULT_FRAMES,
+        ) {
             Ok(report) => {
                 self.run_dir().write_json("probe.json", &report)?;
                 let line = format!("VAE {}", report.summary());
