@@ -8,7 +8,7 @@ use super::state::AppState;
 use super::worker::Command;
 use crate::config::{Config, Preset};
 use crate::model::agent::ModuleKind;
-use crate::planner::PlannerConfig;
+use crate::planner::{Fallback, PlannerConfig};
 use crossbeam_channel::{Receiver, Sender};
 use egui::{RichText, Ui};
 use std::path::PathBuf;
@@ -254,6 +254,28 @@ fn planner_ui(ui: &mut Ui, p: &mut PlannerConfig) -> bool {
             "Execute the final elite mean's first action instead of the best candidate's",
         )
         .changed();
+    ui.horizontal(|ui| {
+        ui.label("no feasible plan:")
+            .on_hover_text("What the planner does when no plan is feasible at any threshold");
+        for (value, text, hover) in [
+            (
+                Fallback::Random,
+                "random action",
+                "A uniformly random action (the paper's)",
+            ),
+            (
+                Fallback::SafestPlan,
+                "safest plan",
+                "The candidate with the fewest predicted violations, then the highest safe-set \
+                 probability at its end",
+            ),
+        ] {
+            changed |= ui
+                .radio_value(&mut p.fallback, value, text)
+                .on_hover_text(hover)
+                .changed();
+        }
+    });
     changed
 }
 

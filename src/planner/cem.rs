@@ -6,9 +6,9 @@
 //! When nothing is feasible the safe-set threshold decays and the search restarts from uniform
 //! samples; when that keeps failing the planner acts randomly.
 
-use super::PlannerConfig;
 use super::models::{LatentModels, Rollout, RolloutStats};
 use super::record::PlanRecord;
+use super::{Fallback, PlannerConfig};
 use crate::env::EnvKind;
 use candle_core::Tensor;
 use rand::rngs::StdRng;
@@ -262,8 +262,14 @@ impl Planner {
             break;
         }
 
-        let best = best.expect("at least one iteration is scored");
+        let mut best = best.expect("at least one iteration is scored");
+        if fallback && cfg.fallback == Fallback::SafestPlan {
+            // The plan shown is the one acted on.
+            best.index = safest(&best.stats, h, cfg);
+            best.score = score_candidates(&best.stats, h, cfg, threshold)[best.index].score;
+        }
         let action = match (&dist, fallback) {
+            (_, true) if cfg.fallback == Fallback::SafestPlan => best.job.action(best.index, 0),
             (_, true) => {
                 let b = self.bound;
                 [self.rng.random_range(-b..=b), self.rng.random_range(-b..=b)]
@@ -303,6 +309,32 @@ impl Planner {
         }
         out
     }
+}
+
+/// The candidate of `stats` with the fewest predicted violations (counted as the scoring does;
+/// none under the no-constraints ablation), then the highest terminal safe-set probability; NaNs
+/// rank last.
+fn safest(stats: &RolloutStats, horizon: usize, cfg: &PlannerConfig) -> usize {
+    let key = |c: usize| {
+        let cons = &stats.constraint[c * horizon..(c + 1) * horizon];
+        let violations = if cfg.ignore_constraints {
+            0
+        } else if cons.iter().any(|p| p.is_nan()) {
+            usize::MAX
+        } else {
+            cons.iter()
+                .filter(|&&p| p > cfg.constraint_threshold)
+                .count()
+        };
+        let ss = stats.safe_set[c];
+        (violations, if ss.is_nan() { f32::NEG_INFINITY } else { ss })
+    };
+    (0..stats.safe_set.len())
+        .min_by(|&a, &b| {
+            let ((va, sa), (vb, sb)) = (key(a), key(b));
+            va.cmp(&vb).then(sb.total_cmp(&sa)).then(a.cmp(&b))
+        })
+        .unwrap_or(0)
 }
 
 fn record(
@@ -527,6 +559,49 @@ mod tests {
         assert_eq!(rec.safe_set_threshold, thresholds(5));
         assert!(a.iter().all(|x| x.abs() <= 2.0));
         assert_eq!(rec.action, a);
+    }
+
+    #[test]
+    fn safest_plan_fallback_heads_for_the_safe_set_and_shows_that_plan() {
+        // P(safe) rises with the final y but stays below the last threshold (0.26) everywhere
+        // reachable, so nothing is ever feasible; the value pulls toward +x instead.
+        let toy = Toy::new()
+            .value([1.0, 0.0])
+            .safe_prob(0.01)
+            .safe_slope_y(0.5);
+        let cfg = PlannerConfig {
+            fallback: Fallback::SafestPlan,
+            horizon: 3,
+            ..small()
+        };
+        let (a, rec) = Planner::new(1.0, 7).plan(&toy, &start(), &cfg).unwrap();
+        assert!(rec.random_fallback && rec.decays == 6);
+        assert!(a[1] > 0.0, "the safest plan climbs in y first: {a:?}");
+        let last = rec.latents.last().unwrap();
+        assert!(
+            last[1] > 0.5 * cfg.horizon as f32,
+            "plan ends at y = {}",
+            last[1]
+        );
+        assert_eq!(rec.action, a);
+        assert_eq!(rec.actions[0], a);
+    }
+
+    #[test]
+    fn safest_plan_prefers_fewer_violations_over_a_higher_safe_set() {
+        let stats = RolloutStats {
+            constraint: vec![0.9, 0.0, 0.0, 0.0, 0.1, 0.3],
+            safe_set: vec![0.9, 0.2, 0.1],
+            ..RolloutStats::zeros(3, 2, 2)
+        };
+        let cfg = PlannerConfig::default();
+        // candidate 0 violates once, 1 never (ss 0.2), 2 once (0.3 > 0.2)
+        assert_eq!(safest(&stats, 2, &cfg), 1);
+        let ablated = PlannerConfig {
+            ignore_constraints: true,
+            ..cfg
+        };
+        assert_eq!(safest(&stats, 2, &ablated), 0);
     }
 
     #[test]

@@ -58,6 +58,20 @@ pub struct PlannerConfig {
     pub ignore_safe_set: bool,
     /// Ablation: predicted constraint violations are not penalised.
     pub ignore_constraints: bool,
+    /// What to do when no candidate is feasible after every threshold decay.
+    pub fallback: Fallback,
+}
+
+/// The action taken when no plan is feasible even at the lowest safe-set threshold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fallback {
+    /// A uniformly random action (the original's).
+    #[default]
+    Random,
+    /// The first action of the last search's candidate that heads back into the safe set: fewest
+    /// predicted constraint violations, then the highest terminal safe-set probability.
+    SafestPlan,
 }
 
 impl Default for PlannerConfig {
@@ -77,6 +91,7 @@ impl Default for PlannerConfig {
             act_on_mean: false,
             ignore_safe_set: false,
             ignore_constraints: false,
+            fallback: Fallback::Random,
         }
     }
 }

@@ -9,8 +9,8 @@ use serde::Serialize;
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PlanRecord {
     /// The action sent to the environment: the best plan's first action (the elite mean's with
-    /// `act_on_mean`), or a uniformly random
-    /// one when `random_fallback`.
+    /// `act_on_mean`); when `random_fallback`, a uniformly random one, or the safest candidate's
+    /// first action under [`Fallback::SafestPlan`](super::Fallback).
     pub action: [f32; 2],
     /// The latent the plan starts from.
     pub start: Vec<f32>,
@@ -36,8 +36,9 @@ pub struct PlanRecord {
     /// How many times no candidate was feasible (each time the threshold was decayed and CEM
     /// restarted, except the last one when `random_fallback`).
     pub decays: usize,
-    /// No candidate was feasible even after `max_decays` reductions: the action is random and the
-    /// plan fields describe the last attempt's best (infeasible) candidate.
+    /// No candidate was feasible even after `max_decays` reductions, so the configured fallback
+    /// acted: a random action (the plan fields describe the last attempt's best, infeasible
+    /// candidate) or the safest plan (the plan fields describe that plan).
     pub random_fallback: bool,
     /// The settings of this call.
     pub config: PlannerConfig,

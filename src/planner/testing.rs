@@ -17,6 +17,8 @@ pub struct Toy {
     /// Value is NaN where the final x exceeds this.
     nan_x: Option<f32>,
     safe_logit: f32,
+    /// Added to the safe-set logit per unit of the final y.
+    safe_slope_y: f32,
     jobs: RefCell<Vec<Rollout>>,
 }
 
@@ -29,6 +31,7 @@ impl Toy {
             forbid_x: None,
             nan_x: None,
             safe_logit: (0.99f32 / 0.01).ln(),
+            safe_slope_y: 0.0,
             jobs: RefCell::new(Vec::new()),
         }
     }
@@ -52,6 +55,12 @@ impl Toy {
     /// P(safe set) = `p` everywhere.
     pub fn safe_prob(mut self, p: f32) -> Self {
         self.safe_logit = (p / (1.0 - p)).ln();
+        self
+    }
+
+    /// The safe-set logit grows by `k` per unit of the final y (from `safe_prob`'s at y = 0).
+    pub fn safe_slope_y(mut self, k: f32) -> Self {
+        self.safe_slope_y = k;
         self
     }
 
@@ -94,8 +103,9 @@ impl LatentModels for Toy {
             let nan = Tensor::full(f32::NAN, value.shape(), &self.device)?;
             value = Self::x(z)?.gt(level as f64)?.where_cond(&nan, &value)?;
         }
-        let safe = Tensor::full(self.safe_logit, value.shape(), &self.device)?;
-        Tensor::cat(&[value, safe.to_dtype(DType::F32)?], 1)
+        let y = z.narrow(1, 1, 1)?.to_dtype(DType::F32)?;
+        let safe = y.affine(self.safe_slope_y as f64, self.safe_logit as f64)?;
+        Tensor::cat(&[value, safe], 1)
     }
 
     fn rollout(&self, job: &Rollout) -> Result<RolloutStats> {
