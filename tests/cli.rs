@@ -528,3 +528,63 @@ fn plan_check_compares_imagined_and_true_outcomes_of_the_planner_and_the_demonst
         assert!((0.0..=1.0).contains(&numbers[2]) && (0.0..=1.0).contains(&numbers[3]));
     }
 }
+
+/// The quick navigation configuration with 5 000 elites of 500 candidates, written into `dir`.
+fn too_many_elites_config(dir: &Path) -> std::path::PathBuf {
+    let mut config = ls3::config::Config::quick(ls3::env::EnvKind::Navigation);
+    config.planner.population = 500;
+    config.planner.elites = 5000;
+    let path = dir.join("elites.json");
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn eval_refuses_more_elites_than_candidates_before_playing() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/navigation");
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = too_many_elites_config(tmp.path());
+    let o = ls3(&[
+        "eval",
+        "--checkpoint-folder",
+        shipped.to_str().unwrap(),
+        "--episodes",
+        "1",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let out = text(&o);
+    assert!(
+        out.contains("elites.json")
+            && out.contains("planner.elites = 5000 must be ≤ planner.population (500)"),
+        "{out}"
+    );
+    assert!(!out.contains("episode "), "no episode is played: {out}");
+}
+
+#[test]
+fn resume_refuses_a_run_folder_whose_configuration_is_invalid() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    let mut config = ls3::config::Config::quick(ls3::env::EnvKind::Navigation);
+    config.planner.random_percent = 1.5;
+    let saved = serde_json::json!({
+        "seed": 0, "preset": null, "data": null, "checkpoint": null, "demo_limit": null,
+        "config": config,
+    });
+    std::fs::write(run.join("config.json"), saved.to_string()).unwrap();
+    let o = ls3(&["run", "--resume", run.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let out = text(&o);
+    assert!(
+        out.contains("config.json") && out.contains("planner.random_percent = 1.5"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&run).unwrap().count(),
+        1,
+        "nothing is written"
+    );
+}

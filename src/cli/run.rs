@@ -1,15 +1,15 @@
 //! `ls3 run` (the whole LS3 procedure, resumable) and `ls3 eval` (frozen-model episodes).
 
 use super::PhaseBars;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use ls3::config::{Config, Preset};
+use ls3::config::{Config, Preset, Validate, read_file};
 use ls3::env::EnvKind;
 use ls3::model::checkpoint;
 use ls3::planner::PlannerConfig;
 use ls3::train::metrics::{EpisodeSummary, mean_std};
 use ls3::train::{Event, Session, SessionOptions, evaluate};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Planner ablations of the paper.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -76,16 +76,6 @@ pub struct RunArgs {
     pub demo_episodes: Option<usize>,
 }
 
-/// Reads a configuration file: a bare `Config` or a run's `config.json` (`{"config": …}`).
-pub fn read_config(path: &Path) -> Result<Config> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{} is not JSON", path.display()))?;
-    let inner = value.get("config").cloned().unwrap_or(value);
-    serde_json::from_value(inner)
-        .with_context(|| format!("{} is not a configuration", path.display()))
-}
-
 /// `ls3 run`.
 pub fn run(args: &RunArgs) -> Result<()> {
     let mut session = match &args.resume {
@@ -93,7 +83,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         None => {
             let env = args.env.expect("clap requires --env without --resume");
             let mut config = match &args.config {
-                Some(path) => read_config(path)?,
+                Some(path) => read_file(path)?.into_inner(),
                 None => Config::preset(args.preset, env),
             };
             if config.env != env {
@@ -103,6 +93,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             if let Some(r) = args.rounds {
                 config.online.num_updates = r;
             }
+            let config = config.validated()?;
             let mut opts = match &args.run_dir {
                 Some(dir) => SessionOptions {
                     run_dir: dir.clone(),
@@ -225,10 +216,11 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     let (agent, meta) = checkpoint::load(&args.checkpoint_folder, None, &device)?;
     let env = meta.spec.env;
     let mut planner = match &args.config {
-        Some(path) => read_config(path)?.planner,
-        None => meta.planner(),
+        Some(path) => read_file(path)?.into_inner().planner,
+        None => meta.planner()?.into_inner(),
     };
     args.ablation.apply(&mut planner);
+    let planner = planner.validated()?;
     let summaries = evaluate(&agent, env, &planner, args.episodes, args.seed, |s, _| {
         println!("{}", episode_line(s))
     })?;
