@@ -564,6 +564,83 @@ fn eval_refuses_more_elites_than_candidates_before_playing() {
 }
 
 #[test]
+fn run_refuses_an_invalid_configuration_before_creating_a_run_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = too_many_elites_config(tmp.path());
+    let out_root = tmp.path().join("outputs");
+    let o = ls3(&[
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out_root.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let out = text(&o);
+    assert!(out.contains("planner.elites = 5000"), "{out}");
+    assert!(!out_root.exists(), "nothing is written");
+}
+
+#[test]
+fn run_takes_the_environment_from_the_configuration_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = small_planner_config(tmp.path());
+    // A non-empty run folder stops the run before anything is trained: getting as far as that
+    // refusal shows that --config alone was accepted.
+    let run = tmp.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::write(run.join("metrics.csv"), "precious").unwrap();
+    for env in [&[][..], &["--env", "navigation"][..]] {
+        let mut args = vec![
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--run-dir",
+            run.to_str().unwrap(),
+        ];
+        args.extend_from_slice(env);
+        let o = ls3(&args);
+        assert!(!o.status.success());
+        let out = text(&o);
+        assert!(out.contains("never overwritten"), "{env:?}: {out}");
+    }
+}
+
+#[test]
+fn run_refuses_an_env_that_contradicts_the_configuration_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = small_planner_config(tmp.path());
+    let run = tmp.path().join("run");
+    let o = ls3(&[
+        "run",
+        "--env",
+        "reacher",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let out = text(&o);
+    assert!(
+        out.contains(&format!(
+            "--env reacher contradicts the configuration file {}, which is for navigation",
+            cfg.display()
+        )),
+        "{out}"
+    );
+    assert!(!run.exists());
+}
+
+#[test]
+fn run_without_config_or_resume_still_requires_env() {
+    let o = ls3(&["run"]);
+    assert!(!o.status.success());
+    let out = text(&o);
+    assert!(out.contains("--env"), "{out}");
+}
+
+#[test]
 fn resume_refuses_a_run_folder_whose_configuration_is_invalid() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
