@@ -25,6 +25,7 @@ use ls3::planner::fused::{FusedModels, Profile};
 use ls3::planner::kernel::{PackedLayer, dense};
 use ls3::planner::models::tensor_rollout;
 use ls3::planner::{Planner, PlannerConfig, Rollout};
+use ls3::valid::Validate;
 
 fn job(cfg: &PlannerConfig, seed: u64) -> Rollout {
     let n = cfg.population * cfg.horizon * 2;
@@ -66,7 +67,9 @@ fn main() {
             ignore_safe_set: true,
             ignore_constraints: true,
             ..PlannerConfig::default()
-        };
+        }
+        .validated()
+        .expect("valid bench settings");
         time(&format!("plan {population}×{particles}"), runs, || {
             let (_, rec) = planner.plan(&agent, &z0, &cfg).expect("plan");
             assert_eq!(rec.decays, 0);

@@ -8,7 +8,10 @@
 use crate::env::EnvKind;
 use crate::model::agent::{AgentSpec, ModuleKind};
 use crate::model::dynamics::MEMBERS;
+use crate::valid::{check, positive_count, positive_rate, unit_interval};
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 
 /// The named starting points of a configuration; `quick` is the default, what a newcomer should
 /// run first.
@@ -208,13 +211,7 @@ pub struct ReplayConfig {
 
 pub use crate::planner::PlannerConfig;
 
-/// A configuration that cannot be trained with, and why.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-#[error("invalid configuration: {field} {problem}")]
-pub struct ConfigError {
-    pub field: &'static str,
-    pub problem: String,
-}
+pub use crate::valid::{ConfigError, Valid, Validate};
 
 impl Config {
     /// The published hyperparameters for `env`.
@@ -453,66 +450,108 @@ impl Config {
             ModuleKind::Gi => self.goal.update_iters,
         }
     }
+}
 
-    /// Checks what the trainer relies on: positive finite rates and sizes, a crop range inside
-    /// (0, 1], coefficients in [0, 1], and the dynamics ensemble size the model is built with.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |field, problem: &str| {
-            Err(ConfigError {
-                field,
-                problem: problem.to_string(),
-            })
-        };
+impl Validate for Config {
+    /// Everything the trainer and the planner rely on: positive finite learning rates, every
+    /// batch, ensemble, copy interval, episode count and capacity at least 1, a crop range inside
+    /// (0, 1], coefficients in [0, 1], the dynamics ensemble size the model is built with, and
+    /// the planner's rules ([`PlannerConfig`]).
+    fn validate(&self) -> Result<(), ConfigError> {
         for m in ModuleKind::ALL {
-            if !(self.lr(m).is_finite() && self.lr(m) > 0.0) {
-                return bad(lr_field(m), "must be a positive number");
-            }
-            if self.batch(m) == 0 {
-                return bad(batch_field(m), "must be at least 1");
-            }
+            positive_rate(lr_field(m), self.lr(m))?;
+            positive_count(batch_field(m), self.batch(m))?;
         }
         let [lo, hi] = self.vae.crop_scale;
-        if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
-            return bad("vae.crop_scale", "must satisfy 0 < min ≤ max ≤ 1");
+        check(
+            lo > 0.0 && lo <= hi && hi <= 1.0,
+            "vae.crop_scale",
+            format_args!("[{lo}, {hi}]"),
+            "must satisfy 0 < min ≤ max ≤ 1",
+        )?;
+        let kl = self.vae.kl_weight;
+        check(
+            kl.is_finite() && kl >= 0.0,
+            "vae.kl_weight",
+            kl,
+            "must be a non-negative number",
+        )?;
+        let lr_final = self.vae.lr_final;
+        check(
+            lr_final.is_finite() && lr_final > 0.0 && lr_final <= 1.0,
+            "vae.lr_final",
+            lr_final,
+            "must lie in (0, 1]",
+        )?;
+        check(
+            self.vae.log_std_bias.is_finite(),
+            "vae.log_std_bias",
+            self.vae.log_std_bias,
+            "must be a finite number",
+        )?;
+        let fg = self.vae.foreground_weight;
+        check(
+            fg.is_finite() && fg >= 0.0,
+            "vae.foreground_weight",
+            fg,
+            "must be a non-negative number",
+        )?;
+        check(
+            self.dynamics.members == MEMBERS,
+            "dynamics.members",
+            self.dynamics.members,
+            format!("must be {MEMBERS} (the size the model is built with)"),
+        )?;
+        unit_interval("safe_set.bellman_coef", self.safe_set.bellman_coef)?;
+        unit_interval("value.discount", self.value.discount)?;
+        if self.value.ensemble {
+            positive_count("value.members", self.value.members)?;
         }
-        if !(self.vae.kl_weight.is_finite() && self.vae.kl_weight >= 0.0) {
-            return bad("vae.kl_weight", "must be a non-negative number");
-        }
-        if !(self.vae.lr_final.is_finite() && self.vae.lr_final > 0.0 && self.vae.lr_final <= 1.0) {
-            return bad("vae.lr_final", "must lie in (0, 1]");
-        }
-        if !self.vae.log_std_bias.is_finite() {
-            return bad("vae.log_std_bias", "must be a finite number");
-        }
-        if !(self.vae.foreground_weight.is_finite() && self.vae.foreground_weight >= 0.0) {
-            return bad("vae.foreground_weight", "must be a non-negative number");
-        }
-        if self.dynamics.members != MEMBERS {
-            return Err(ConfigError {
-                field: "dynamics.members",
-                problem: format!("must be {MEMBERS} (the size the model is built with)"),
-            });
-        }
-        if !(0.0..=1.0).contains(&self.safe_set.bellman_coef) {
-            return bad("safe_set.bellman_coef", "must lie in [0, 1]");
-        }
-        if !(0.0..=1.0).contains(&self.value.discount) {
-            return bad("value.discount", "must lie in [0, 1]");
-        }
-        if self.value.ensemble && self.value.members == 0 {
-            return bad("value.members", "must be at least 1");
-        }
-        if self.safe_set.target_every == 0 {
-            return bad("safe_set.target_every", "must be at least 1");
-        }
-        if self.value.target_every == 0 {
-            return bad("value.target_every", "must be at least 1");
-        }
-        if self.replay.capacity == 0 {
-            return bad("replay.capacity", "must be at least 1");
-        }
-        Ok(())
+        positive_count("safe_set.target_every", self.safe_set.target_every)?;
+        positive_count("value.target_every", self.value.target_every)?;
+        positive_count("online.traj_per_update", self.online.traj_per_update)?;
+        positive_count("replay.capacity", self.replay.capacity)?;
+        self.planner.validate()
     }
+}
+
+impl Valid<Config> {
+    /// A preset's configuration; every preset satisfies the rules (checked by this module's
+    /// tests), so this cannot fail.
+    pub fn preset(preset: Preset, env: EnvKind) -> Self {
+        Config::preset(preset, env)
+            .validated()
+            .expect("every preset is valid")
+    }
+
+    /// The planner settings, checked (they passed with the whole configuration).
+    pub fn valid_planner(&self) -> Valid<PlannerConfig> {
+        Valid::assume_valid(self.planner.clone())
+    }
+
+    /// Swaps in other checked planner settings: the planner's rules do not involve the other
+    /// fields, so the result is valid too.
+    pub fn set_planner(&mut self, planner: Valid<PlannerConfig>) {
+        let config = Config {
+            planner: planner.into_inner(),
+            ..(**self).clone()
+        };
+        *self = Valid::assume_valid(config);
+    }
+}
+
+/// Reads and checks a configuration file: a bare [`Config`] (as `ls3 config` and the app write
+/// it) or a run's `config.json` (`{"config": …, "seed": …}`).
+pub fn read_file(path: &Path) -> anyhow::Result<Valid<Config>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not JSON", path.display()))?;
+    let inner = value.get("config").cloned().unwrap_or(value);
+    let config: Config = serde_json::from_value(inner)
+        .with_context(|| format!("{} is not a configuration", path.display()))?;
+    config
+        .validated()
+        .with_context(|| format!("checking {}", path.display()))
 }
 
 fn lr_field(m: ModuleKind) -> &'static str {
@@ -630,16 +669,125 @@ mod tests {
         }
     }
 
+    /// A change to the configuration under test.
+    type Edit = fn(&mut Config);
+
+    /// The error of the quick navigation configuration changed by `edit`.
+    fn rejected(edit: impl FnOnce(&mut Config)) -> ConfigError {
+        let mut c = Config::quick(EnvKind::Navigation);
+        edit(&mut c);
+        c.validate().expect_err("rejected")
+    }
+
     #[test]
-    fn validation_names_the_offending_field() {
+    fn validation_names_the_offending_field_and_its_value() {
+        let cases: Vec<(&str, &str, Edit)> = vec![
+            ("vae.crop_scale", "[0.9, 0.5]", |c| {
+                c.vae.crop_scale = [0.9, 0.5]
+            }),
+            ("vae.kl_weight", "-1", |c| c.vae.kl_weight = -1.0),
+            ("vae.lr_final", "0", |c| c.vae.lr_final = 0.0),
+            ("vae.log_std_bias", "NaN", |c| c.vae.log_std_bias = f64::NAN),
+            ("vae.foreground_weight", "-2", |c| {
+                c.vae.foreground_weight = -2.0
+            }),
+            ("dynamics.members", "3", |c| c.dynamics.members = 3),
+            ("safe_set.bellman_coef", "1.5", |c| {
+                c.safe_set.bellman_coef = 1.5
+            }),
+            ("value.discount", "NaN", |c| c.value.discount = f32::NAN),
+            ("value.members", "0", |c| c.value.members = 0),
+            ("safe_set.target_every", "0", |c| {
+                c.safe_set.target_every = 0
+            }),
+            ("value.target_every", "0", |c| c.value.target_every = 0),
+            ("online.traj_per_update", "0", |c| {
+                c.online.traj_per_update = 0
+            }),
+            ("replay.capacity", "0", |c| c.replay.capacity = 0),
+            ("planner.elites", "5000", |c| c.planner.elites = 5000),
+            ("planner.random_percent", "2", |c| {
+                c.planner.random_percent = 2.0
+            }),
+        ];
+        for (field, value, edit) in cases {
+            let e = rejected(edit);
+            assert_eq!((e.field, e.value.as_str()), (field, value), "{e}");
+            assert!(
+                e.to_string().contains(&format!("{field} = {value} ")),
+                "{e}"
+            );
+        }
+        // A single value net ignores the ensemble size.
         let mut c = Config::quick(EnvKind::Navigation);
-        c.vae.crop_scale = [0.9, 0.5];
-        assert_eq!(c.validate().unwrap_err().field, "vae.crop_scale");
+        (c.value.ensemble, c.value.members) = (false, 0);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn every_learning_rate_must_be_positive_and_every_batch_at_least_one() {
+        for m in ModuleKind::ALL {
+            for bad in [0.0, -1e-3, f64::NAN, f64::INFINITY] {
+                let mut c = Config::quick(EnvKind::Navigation);
+                *lr_mut(&mut c, m) = bad;
+                let e = c.validate().expect_err("rejected");
+                assert_eq!(e.field, lr_field(m));
+                assert_eq!(e.value, bad.to_string());
+            }
+            let e = rejected(|c| *batch_mut(c, m) = 0);
+            assert_eq!((e.field, e.value.as_str()), (batch_field(m), "0"));
+        }
+    }
+
+    fn lr_mut(c: &mut Config, m: ModuleKind) -> &mut f64 {
+        match m {
+            ModuleKind::Vae => &mut c.vae.lr,
+            _ => c.schedule_mut(m).expect("a latent module").2,
+        }
+    }
+
+    fn batch_mut(c: &mut Config, m: ModuleKind) -> &mut usize {
+        match m {
+            ModuleKind::Vae => &mut c.vae.batch,
+            ModuleKind::Dyn => &mut c.dynamics.batch,
+            ModuleKind::Val => &mut c.value.batch,
+            ModuleKind::Ss => &mut c.safe_set.batch,
+            ModuleKind::Constr => &mut c.constraint.batch,
+            ModuleKind::Gi => &mut c.goal.batch,
+        }
+    }
+
+    #[test]
+    fn a_valid_configuration_takes_valid_planner_settings_and_stays_valid() {
+        let mut c = Valid::preset(Preset::Quick, EnvKind::Reacher);
+        let planner = PlannerConfig {
+            elites: 7,
+            ..PlannerConfig::default()
+        };
+        c.set_planner(planner.clone().validated().unwrap());
+        assert_eq!(c.planner, planner);
+        assert_eq!(*c.valid_planner(), planner);
+        assert_eq!(c.env, EnvKind::Reacher);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn reading_a_file_checks_it_and_names_the_file_the_field_and_the_value() {
+        let dir = tempfile::tempdir().unwrap();
         let mut c = Config::quick(EnvKind::Navigation);
-        c.dynamics.members = 3;
-        assert_eq!(c.validate().unwrap_err().field, "dynamics.members");
-        let mut c = Config::quick(EnvKind::Navigation);
-        c.goal.lr = f64::NAN;
-        assert_eq!(c.validate().unwrap_err().field, "goal.lr");
+        (c.planner.population, c.planner.elites) = (500, 5000);
+        let bare = dir.path().join("bare.json");
+        std::fs::write(&bare, serde_json::to_vec(&c).unwrap()).unwrap();
+        let e = format!("{:#}", read_file(&bare).unwrap_err());
+        assert!(
+            e.contains("bare.json")
+                && e.contains("planner.elites = 5000 must be ≤ planner.population (500)"),
+            "{e}"
+        );
+        c.planner.elites = 50;
+        let run = dir.path().join("config.json");
+        let saved = serde_json::json!({ "seed": 3, "config": &c });
+        std::fs::write(&run, serde_json::to_vec(&saved).unwrap()).unwrap();
+        assert_eq!(*read_file(&run).unwrap(), c);
     }
 }

@@ -15,3 +15,4 @@ pub mod planner;
 pub mod run;
 pub mod seed;
 pub mod train;
+pub mod valid;

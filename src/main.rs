@@ -444,8 +444,8 @@ fn plan_check(
     let (agent, meta) = ls3::model::checkpoint::load(dir, None, &device)?;
     let kind = meta.spec.env;
     let cfg = match config {
-        Some(path) => cli::run::read_config(path)?.planner,
-        None => meta.planner(),
+        Some(path) => ls3::config::read_file(path)?.valid_planner(),
+        None => meta.planner()?,
     };
     let (set, eps) = fresh_demos(kind, seed, "plan-check", episodes);
     let mut env = kind.make(seed);

@@ -528,3 +528,140 @@ fn plan_check_compares_imagined_and_true_outcomes_of_the_planner_and_the_demonst
         assert!((0.0..=1.0).contains(&numbers[2]) && (0.0..=1.0).contains(&numbers[3]));
     }
 }
+
+/// The quick navigation configuration with 5 000 elites of 500 candidates, written into `dir`.
+fn too_many_elites_config(dir: &Path) -> std::path::PathBuf {
+    let mut config = ls3::config::Config::quick(ls3::env::EnvKind::Navigation);
+    config.planner.population = 500;
+    config.planner.elites = 5000;
+    let path = dir.join("elites.json");
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn eval_refuses_more_elites_than_candidates_before_playing() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/navigation");
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = too_many_elites_config(tmp.path());
+    let o = ls3(&[
+        "eval",
+        "--checkpoint-folder",
+        shipped.to_str().unwrap(),
+        "--episodes",
+        "1",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let out = text(&o);
+    assert!(
+        out.contains("elites.json")
+            && out.contains("planner.elites = 5000 must be ≤ planner.population (500)"),
+        "{out}"
+    );
+    assert!(!out.contains("episode "), "no episode is played: {out}");
+}
+
+#[test]
+fn run_refuses_an_invalid_configuration_before_creating_a_run_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = too_many_elites_config(tmp.path());
+    let out_root = tmp.path().join("outputs");
+    let o = ls3(&[
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out_root.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let out = text(&o);
+    assert!(out.contains("planner.elites = 5000"), "{out}");
+    assert!(!out_root.exists(), "nothing is written");
+}
+
+#[test]
+fn run_takes_the_environment_from_the_configuration_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = small_planner_config(tmp.path());
+    // A non-empty run folder stops the run before anything is trained: getting as far as that
+    // refusal shows that --config alone was accepted.
+    let run = tmp.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::write(run.join("metrics.csv"), "precious").unwrap();
+    for env in [&[][..], &["--env", "navigation"][..]] {
+        let mut args = vec![
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--run-dir",
+            run.to_str().unwrap(),
+        ];
+        args.extend_from_slice(env);
+        let o = ls3(&args);
+        assert!(!o.status.success());
+        let out = text(&o);
+        assert!(out.contains("never overwritten"), "{env:?}: {out}");
+    }
+}
+
+#[test]
+fn run_refuses_an_env_that_contradicts_the_configuration_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = small_planner_config(tmp.path());
+    let run = tmp.path().join("run");
+    let o = ls3(&[
+        "run",
+        "--env",
+        "reacher",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let out = text(&o);
+    assert!(
+        out.contains(&format!(
+            "--env reacher contradicts the configuration file {}, which is for navigation",
+            cfg.display()
+        )),
+        "{out}"
+    );
+    assert!(!run.exists());
+}
+
+#[test]
+fn run_without_config_or_resume_still_requires_env() {
+    let o = ls3(&["run"]);
+    assert!(!o.status.success());
+    let out = text(&o);
+    assert!(out.contains("--env"), "{out}");
+}
+
+#[test]
+fn resume_refuses_a_run_folder_whose_configuration_is_invalid() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    let mut config = ls3::config::Config::quick(ls3::env::EnvKind::Navigation);
+    config.planner.random_percent = 1.5;
+    let saved = serde_json::json!({
+        "seed": 0, "preset": null, "data": null, "checkpoint": null, "demo_limit": null,
+        "config": config,
+    });
+    std::fs::write(run.join("config.json"), saved.to_string()).unwrap();
+    let o = ls3(&["run", "--resume", run.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let out = text(&o);
+    assert!(
+        out.contains("config.json") && out.contains("planner.random_percent = 1.5"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&run).unwrap().count(),
+        1,
+        "nothing is written"
+    );
+}

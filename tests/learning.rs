@@ -13,7 +13,7 @@
 //! prints its numbers (`cargo test --test learning -- --nocapture`).
 
 use candle_core::{Device, Tensor};
-use ls3::config::Config;
+use ls3::config::{Config, Validate};
 use ls3::data::collect::demo_episode;
 use ls3::data::episode::Episode;
 use ls3::data::images::{ImagePool, distinct_observations, image_tensor, to_unit};
@@ -98,7 +98,7 @@ fn setup(seed: u64, edit: impl FnOnce(&mut Config)) -> (Agent, Trainer, LatentRe
     let mut cfg = config();
     edit(&mut cfg);
     let agent = Agent::new(cfg.agent_spec(), &Device::Cpu, seed).unwrap();
-    let trainer = Trainer::new(&agent, &cfg, seed).unwrap();
+    let trainer = Trainer::new(&agent, &cfg.clone().validated().unwrap(), seed).unwrap();
     (agent, trainer, fixture().train.clone())
 }
 
@@ -276,7 +276,7 @@ fn vae_reconstruction_loss_falls_within_a_few_small_batches() {
     let mut cfg = config();
     cfg.vae.batch = 8;
     let agent = Agent::new(cfg.agent_spec(), &Device::Cpu, 6).unwrap();
-    let mut trainer = Trainer::new(&agent, &cfg, 6).unwrap();
+    let mut trainer = Trainer::new(&agent, &cfg.clone().validated().unwrap(), 6).unwrap();
     let loss = trainer
         .train_vae(&agent, &pool, 30, 5, |c| println!("vae {c:?}"))
         .unwrap();
@@ -348,7 +348,7 @@ fn quick_trained_vae_puts_the_robot_within_four_pixels_on_held_out_frames() {
         .collect();
     let cfg = config();
     let agent = Agent::new(cfg.agent_spec(), &Device::Cpu, 7).unwrap();
-    let mut trainer = Trainer::new(&agent, &cfg, 7).unwrap();
+    let mut trainer = Trainer::new(&agent, &cfg.clone().validated().unwrap(), 7).unwrap();
     let iters = cfg.vae.iterations;
     let loss = trainer
         .train_vae(&agent, &pool, iters, iters / 4, |_| {})

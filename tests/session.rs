@@ -2,7 +2,7 @@
 //! every artifact is written, an interrupted run resumes without losing or repeating episodes,
 //! and run folders are never overwritten.
 
-use ls3::config::Config;
+use ls3::config::{Config, Validate};
 use ls3::env::EnvKind;
 use ls3::train::metrics::RoundMetrics;
 use ls3::train::{Event, Session, SessionOptions};
@@ -26,7 +26,7 @@ fn tiny() -> Config {
 
 fn options(dir: &Path) -> SessionOptions {
     SessionOptions {
-        config: tiny(),
+        config: tiny().validated().unwrap(),
         preset: None,
         seed: 7,
         data: None,
@@ -49,7 +49,9 @@ fn a_session_runs_every_phase_and_writes_every_artifact() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
     let mut opts = options(&dir);
-    opts.config.online.traj_per_update = 1;
+    let mut config = tiny();
+    config.online.traj_per_update = 1;
+    opts.config = config.validated().unwrap();
     let mut session = Session::create(opts).unwrap();
     let mut phases = Vec::new();
     let (mut steps, mut episodes, mut rounds) = (0, 0, Vec::<RoundMetrics>::new());

@@ -8,6 +8,7 @@ use crate::data::replay::encode;
 use crate::env::{Env, FRAME_LEN};
 use crate::model::agent::Agent;
 use crate::planner::{LatentModels, Planner, PlannerConfig, Rollout};
+use crate::valid::Valid;
 use anyhow::{Context, Result};
 use candle_core::Tensor;
 
@@ -41,7 +42,7 @@ pub fn check(
     agent: &Agent,
     env: &mut dyn Env,
     planner: &mut Planner,
-    cfg: &PlannerConfig,
+    cfg: &Valid<PlannerConfig>,
     episodes: &[Episode],
     every: usize,
 ) -> Result<Vec<CheckedState>> {
@@ -167,6 +168,7 @@ mod tests {
     use crate::data::collect::demo_episode;
     use crate::env::EnvKind;
     use crate::model::agent::AgentSpec;
+    use crate::valid::Validate;
 
     #[test]
     fn checks_every_other_state_with_finite_outcomes() {
@@ -180,7 +182,9 @@ mod tests {
             elites: 4,
             particles: 2,
             ..PlannerConfig::default()
-        };
+        }
+        .validated()
+        .unwrap();
         let checked = check(
             &agent,
             env.as_mut(),

@@ -1,8 +1,8 @@
 //! `ls3 results`: LS3 and both planner ablations on one environment, then the comparison table.
 
-use super::run::{Ablation, RunView, read_config};
+use super::run::{Ablation, RunView};
 use anyhow::{Context, Result};
-use ls3::config::{Config, Preset};
+use ls3::config::{Config, Preset, Validate, read_file};
 use ls3::env::EnvKind;
 use ls3::train::results::{RunResult, markdown_table, summarize};
 use ls3::train::run_state::Layout;
@@ -45,7 +45,7 @@ pub struct ResultsArgs {
 pub fn results(args: &ResultsArgs) -> Result<()> {
     let env = args.env;
     let mut base = match &args.config {
-        Some(p) => read_config(p)?,
+        Some(p) => read_file(p)?.into_inner(),
         None => Config::preset(args.preset, env),
     };
     anyhow::ensure!(
@@ -69,7 +69,7 @@ pub fn results(args: &ResultsArgs) -> Result<()> {
         let mut config = base.clone();
         ablation.apply(&mut config.planner);
         let mut opts = SessionOptions {
-            config,
+            config: config.validated()?,
             preset: args.config.is_none().then_some(args.preset),
             seed: args.seed,
             data: None,

@@ -1,15 +1,16 @@
 //! `ls3 run` (the whole LS3 procedure, resumable) and `ls3 eval` (frozen-model episodes).
 
 use super::PhaseBars;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use ls3::config::{Config, Preset};
+use ls3::config::{Config, Preset, Validate, read_file};
 use ls3::env::EnvKind;
 use ls3::model::checkpoint;
 use ls3::planner::PlannerConfig;
+use ls3::run::RunDir;
 use ls3::train::metrics::{EpisodeSummary, mean_std};
 use ls3::train::{Event, Session, SessionOptions, evaluate};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Planner ablations of the paper.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -37,14 +38,16 @@ impl Ablation {
 /// Arguments of `ls3 run`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct RunArgs {
-    /// Environment: navigation (alias spb), reacher or push. Not needed with --resume.
-    #[arg(long, value_enum, required_unless_present = "resume")]
+    /// Environment: navigation (alias spb), reacher or push. Not needed with --resume or
+    /// --config (the file names its environment; a different --env is refused).
+    #[arg(long, value_enum, required_unless_present_any = ["resume", "config"])]
     pub env: Option<EnvKind>,
     /// Hyperparameters: quick (CPU minutes) or paper (the published numbers).
     #[arg(long, value_enum, default_value_t = Preset::Quick)]
     pub preset: Preset,
-    /// A configuration JSON (as saved by the app or found in a run's config.json under
-    /// "config") used instead of the preset.
+    /// A configuration JSON (as `ls3 config` or the app writes it, or a run's config.json) used
+    /// instead of the preset. It names the environment, so --env may be left out. Every value is
+    /// checked before anything runs (e.g. planner.elites ≤ planner.population).
     #[arg(long, value_name = "JSON", conflicts_with = "preset")]
     pub config: Option<PathBuf>,
     /// Seed of every random stream.
@@ -76,45 +79,44 @@ pub struct RunArgs {
     pub demo_episodes: Option<usize>,
 }
 
-/// Reads a configuration file: a bare `Config` or a run's `config.json` (`{"config": …}`).
-pub fn read_config(path: &Path) -> Result<Config> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{} is not JSON", path.display()))?;
-    let inner = value.get("config").cloned().unwrap_or(value);
-    serde_json::from_value(inner)
-        .with_context(|| format!("{} is not a configuration", path.display()))
-}
-
 /// `ls3 run`.
 pub fn run(args: &RunArgs) -> Result<()> {
     let mut session = match &args.resume {
         Some(dir) => Session::resume(dir)?,
         None => {
-            let env = args.env.expect("clap requires --env without --resume");
-            let mut config = match &args.config {
-                Some(path) => read_config(path)?,
-                None => Config::preset(args.preset, env),
+            let mut config = match (&args.config, args.env) {
+                (Some(path), env) => {
+                    let config = read_file(path)?;
+                    if let Some(env) = env.filter(|&env| env != config.env) {
+                        bail!(
+                            "--env {env} contradicts the configuration file {}, which is for {}",
+                            path.display(),
+                            config.env
+                        );
+                    }
+                    config.into_inner()
+                }
+                (None, Some(env)) => Config::preset(args.preset, env),
+                (None, None) => bail!("--env is required without --config or --resume"),
             };
-            if config.env != env {
-                bail!("the configuration is for {}, not {env}", config.env);
-            }
             args.ablation.apply(&mut config.planner);
             if let Some(r) = args.rounds {
                 config.online.num_updates = r;
             }
-            let mut opts = match &args.run_dir {
-                Some(dir) => SessionOptions {
-                    run_dir: dir.clone(),
-                    ..SessionOptions::new(config, args.seed, &args.out)?
-                },
-                None => SessionOptions::new(config, args.seed, &args.out)?,
+            let config = config.validated()?;
+            let run_dir = match &args.run_dir {
+                Some(dir) => dir.clone(),
+                None => RunDir::create(&args.out)?.path,
             };
-            opts.preset = args.config.is_none().then_some(args.preset);
-            opts.data = args.data.clone();
-            opts.checkpoint = args.checkpoint_folder.clone();
-            opts.demo_limit = args.demo_episodes;
-            Session::create(opts)?
+            Session::create(SessionOptions {
+                config,
+                preset: args.config.is_none().then_some(args.preset),
+                seed: args.seed,
+                data: args.data.clone(),
+                checkpoint: args.checkpoint_folder.clone(),
+                run_dir,
+                demo_limit: args.demo_episodes,
+            })?
         }
     };
     println!("run folder: {}", session.dir().display());
@@ -225,10 +227,11 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     let (agent, meta) = checkpoint::load(&args.checkpoint_folder, None, &device)?;
     let env = meta.spec.env;
     let mut planner = match &args.config {
-        Some(path) => read_config(path)?.planner,
-        None => meta.planner(),
+        Some(path) => read_file(path)?.into_inner().planner,
+        None => meta.planner()?.into_inner(),
     };
     args.ablation.apply(&mut planner);
+    let planner = planner.validated()?;
     let summaries = evaluate(&agent, env, &planner, args.episodes, args.seed, |s, _| {
         println!("{}", episode_line(s))
     })?;

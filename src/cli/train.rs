@@ -2,7 +2,7 @@
 
 use super::{PhaseBars, TrainArgs};
 use anyhow::{Context, Result, bail};
-use ls3::config::Config;
+use ls3::config::{Config, Valid, Validate, read_file};
 use ls3::data::episode::Episode;
 use ls3::data::images::ImagePool;
 use ls3::model::agent::{Agent, ModuleKind};
@@ -11,18 +11,23 @@ use ls3::run::RunDir;
 use ls3::train::{Trainer, phases};
 use std::path::Path;
 
-/// The demos, the preset's configuration, a fresh run folder and a fresh agent.
-fn start(args: &TrainArgs) -> Result<(Vec<Episode>, Config, RunDir, Agent)> {
+/// The demos, the configuration (the preset's or --config's, with `flags` applied, checked), a
+/// fresh run folder and a fresh agent.
+fn start(
+    args: &TrainArgs,
+    flags: impl FnOnce(&mut Config),
+) -> Result<(Vec<Episode>, Valid<Config>, RunDir, Agent)> {
     let (env, preset, seed) = (args.env, args.preset, args.seed);
     let (episodes, sets) = phases::load_demos(&args.data, env)?;
-    let config = match &args.config {
-        Some(path) => super::run::read_config(path)?,
+    let mut config = match &args.config {
+        Some(path) => read_file(path)?.into_inner(),
         None => Config::preset(preset, env),
     };
     if config.env != env {
         bail!("the configuration is for {}, not {env}", config.env);
     }
-    config.validate()?;
+    flags(&mut config);
+    let config = config.validated()?;
     let run = RunDir::create(&args.out)?;
     let saved = serde_json::json!({ "seed": seed, "preset": preset, "config": &config });
     run.write_json("config.json", &saved)?;
@@ -55,10 +60,11 @@ fn save(
 
 /// Trains a VAE on the demos of `args.env`.
 pub fn train_vae(args: &TrainArgs, png_every: usize) -> Result<()> {
-    let (episodes, mut config, run, agent) = start(args)?;
-    if let Some(n) = args.iters {
-        config.vae.iterations = n;
-    }
+    let (episodes, config, run, agent) = start(args, |c| {
+        if let Some(n) = args.iters {
+            c.vae.iterations = n;
+        }
+    })?;
     let pool = ImagePool::from_episodes(agent.spec.channels, &episodes);
     let mut trainer = Trainer::new(&agent, &config, args.seed)?;
     let mut bars = PhaseBars::default();
@@ -110,7 +116,7 @@ pub fn train_modules(args: &TrainArgs, vae: &Path, modules: &[String]) -> Result
     } else {
         vae.to_path_buf()
     };
-    let (episodes, config, run, agent) = start(args)?;
+    let (episodes, config, run, agent) = start(args, |_| {})?;
     checkpoint::load_module(&agent, ModuleKind::Vae, &vae_file)
         .with_context(|| format!("loading the VAE from {}", vae.display()))?;
     let mut bars = PhaseBars::default();

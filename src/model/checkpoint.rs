@@ -74,7 +74,11 @@ pub struct AgentMeta {
 impl AgentMeta {
     /// The planner settings saved with the agent (its run's configuration), or the quick preset's
     /// where it has none: what `ls3 eval`, `ls3 plan-check` and the app plan with by default.
-    pub fn planner(&self) -> crate::planner::PlannerConfig {
+    /// Checked, since the file may have been edited.
+    pub fn planner(
+        &self,
+    ) -> Result<crate::valid::Valid<crate::planner::PlannerConfig>, crate::valid::ConfigError> {
+        use crate::valid::Validate;
         self.config
             .get("config")
             .and_then(|c| serde_json::from_value::<crate::config::Config>(c.clone()).ok())
@@ -82,6 +86,7 @@ impl AgentMeta {
                 || crate::config::Config::quick(self.spec.env).planner,
                 |c| c.planner,
             )
+            .validated()
     }
 
     fn new(spec: &AgentSpec, config: serde_json::Value) -> Self {

@@ -10,6 +10,7 @@ use super::models::{LatentModels, Rollout, RolloutStats};
 use super::record::PlanRecord;
 use super::{Fallback, PlannerConfig};
 use crate::env::EnvKind;
+use crate::valid::Valid;
 use candle_core::Tensor;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -21,8 +22,6 @@ pub const PENALTY: f32 = 1e5;
 /// Why a plan could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error("invalid planner settings: {0}")]
-    Config(String),
     #[error("the planner's models failed: {0}")]
     Model(#[from] candle_core::Error),
 }
@@ -181,14 +180,14 @@ impl Planner {
         self.warm = None;
     }
 
-    /// Chooses the action for the latent `z0` (`[1, latent]` or `[latent]`).
+    /// Chooses the action for the latent `z0` (`[1, latent]` or `[latent]`) with checked
+    /// settings (never more elites than candidates).
     pub fn plan<M: LatentModels + ?Sized>(
         &mut self,
         models: &M,
         z0: &Tensor,
-        cfg: &PlannerConfig,
+        cfg: &Valid<PlannerConfig>,
     ) -> Result<([f32; 2], PlanRecord), PlanError> {
-        cfg.validate().map_err(PlanError::Config)?;
         let start = z0.flatten_all()?.to_vec1::<f32>()?;
         let (n, h) = (cfg.population, cfg.horizon);
         let warm = self.warm.take().filter(|g| g.mean.len() == h * 2);
@@ -210,9 +209,7 @@ impl Planner {
             for it in 0..cfg.scored_iterations() {
                 let uniform = match (it, &dist) {
                     (_, None) => n,
-                    (0, Some(_)) => {
-                        ((cfg.random_percent.clamp(0.0, 1.0) * n as f32) as usize).min(n)
-                    }
+                    (0, Some(_)) => ((cfg.random_percent * n as f32) as usize).min(n),
                     _ => 0,
                 };
                 let actions = self.sample(n, h, dist.as_ref(), uniform);
@@ -389,6 +386,10 @@ mod tests {
         }
     }
 
+    fn valid(cfg: PlannerConfig) -> Valid<PlannerConfig> {
+        Valid::new(cfg).expect("valid test settings")
+    }
+
     fn start() -> Tensor {
         Tensor::zeros((1, 2), candle_core::DType::F32, &Device::Cpu).unwrap()
     }
@@ -406,7 +407,9 @@ mod tests {
     #[test]
     fn picks_the_action_along_the_rewarded_direction() {
         let toy = Toy::new().value([1.0, -1.0]);
-        let (a, rec) = Planner::new(1.0, 1).plan(&toy, &start(), &small()).unwrap();
+        let (a, rec) = Planner::new(1.0, 1)
+            .plan(&toy, &start(), &valid(small()))
+            .unwrap();
         assert!(a[0] > 0.8 && a[1] < -0.8, "action {a:?}");
         assert_eq!(rec.action, a);
         assert_eq!(rec.actions[0], a);
@@ -421,7 +424,9 @@ mod tests {
             act_on_mean: true,
             ..small()
         };
-        let (a, rec) = Planner::new(1.0, 1).plan(&toy, &start(), &cfg).unwrap();
+        let (a, rec) = Planner::new(1.0, 1)
+            .plan(&toy, &start(), &valid(cfg.clone()))
+            .unwrap();
         assert!(a[0] > 0.5 && a[1] < -0.5, "action {a:?}");
         assert_eq!(rec.action, a);
         assert_ne!(
@@ -451,7 +456,9 @@ mod tests {
     fn imagined_paths_through_the_constraint_region_are_rejected() {
         // Reward +x; every latent with x > 1 violates; two steps of at most 1 each.
         let toy = Toy::new().value([1.0, 0.0]).forbid_x_above(1.0);
-        let (_, rec) = Planner::new(1.0, 2).plan(&toy, &start(), &small()).unwrap();
+        let (_, rec) = Planner::new(1.0, 2)
+            .plan(&toy, &start(), &valid(small()))
+            .unwrap();
         assert!(
             rec.feasible[0] < 200,
             "some uniform candidates violate: {:?}",
@@ -469,7 +476,9 @@ mod tests {
             ignore_constraints: true,
             ..small()
         };
-        let (a, rec) = Planner::new(1.0, 2).plan(&toy, &start(), &cfg).unwrap();
+        let (a, rec) = Planner::new(1.0, 2)
+            .plan(&toy, &start(), &valid(cfg.clone()))
+            .unwrap();
         assert_eq!(rec.feasible[0], 200);
         assert!(rec.latents[1][0] > 1.5 && a[0] > 0.8, "{:?}", rec.latents);
         assert!(rec.constraint_prob[1] > 0.2);
@@ -485,7 +494,9 @@ mod tests {
         };
         assert!(score_candidates(&s, 2, &cfg, 0.8)[0].feasible);
         assert!(!score_candidates(&s, 2, &small(), 0.8)[0].feasible);
-        let (_, rec) = Planner::new(1.0, 3).plan(&toy, &start(), &cfg).unwrap();
+        let (_, rec) = Planner::new(1.0, 3)
+            .plan(&toy, &start(), &valid(cfg.clone()))
+            .unwrap();
         assert_eq!(rec.feasible, vec![200; 3]);
         assert_eq!((rec.decays, rec.safe_set_threshold), (0, 0.8));
     }
@@ -510,7 +521,9 @@ mod tests {
         }
         // End to end: the value is NaN beyond x = 0.5, so the plan stops short of it.
         let toy = Toy::new().value([1.0, 0.0]).nan_value_x_above(0.5);
-        let (_, rec) = Planner::new(1.0, 4).plan(&toy, &start(), &small()).unwrap();
+        let (_, rec) = Planner::new(1.0, 4)
+            .plan(&toy, &start(), &valid(small()))
+            .unwrap();
         assert!(rec.feasible[0] < 200 && rec.value.is_finite() && rec.latents[1][0] <= 0.5);
     }
 
@@ -523,7 +536,9 @@ mod tests {
     fn threshold_decays_by_0_8_and_restarts_uniform_until_a_plan_is_feasible() {
         // P(safe) = 0.3 everywhere: 0.8, 0.64, 0.512, 0.41, 0.33 fail; 0.262 succeeds.
         let toy = Toy::new().value([1.0, 0.0]).safe_prob(0.3);
-        let (_, rec) = Planner::new(1.0, 5).plan(&toy, &start(), &small()).unwrap();
+        let (_, rec) = Planner::new(1.0, 5)
+            .plan(&toy, &start(), &valid(small()))
+            .unwrap();
         assert_eq!(rec.decays, 5);
         assert!(!rec.random_fallback);
         assert_eq!(rec.safe_set_threshold, thresholds(5));
@@ -551,7 +566,9 @@ mod tests {
     #[test]
     fn more_than_five_decays_fall_back_to_a_random_action() {
         let toy = Toy::new().value([1.0, 0.0]).safe_prob(0.2);
-        let (a, rec) = Planner::new(2.0, 6).plan(&toy, &start(), &small()).unwrap();
+        let (a, rec) = Planner::new(2.0, 6)
+            .plan(&toy, &start(), &valid(small()))
+            .unwrap();
         assert!(rec.random_fallback);
         assert_eq!(rec.decays, 6);
         assert_eq!(rec.feasible, vec![0; 6]);
@@ -608,7 +625,11 @@ mod tests {
     fn the_same_seed_gives_the_same_plan() {
         let toy = Toy::new().value([0.3, 1.0]);
         let cfg = small();
-        let plan = |seed| Planner::new(1.0, seed).plan(&toy, &start(), &cfg).unwrap();
+        let plan = |seed| {
+            Planner::new(1.0, seed)
+                .plan(&toy, &start(), &valid(cfg.clone()))
+                .unwrap()
+        };
         let (a1, r1) = plan(7);
         let (a2, r2) = plan(7);
         let (a3, _) = plan(8);
@@ -624,8 +645,8 @@ mod tests {
             ..small()
         };
         let mut planner = Planner::new(1.0, 9);
-        planner.plan(&toy, &start(), &cfg).unwrap();
-        planner.plan(&toy, &start(), &cfg).unwrap();
+        planner.plan(&toy, &start(), &valid(cfg.clone())).unwrap();
+        planner.plan(&toy, &start(), &valid(cfg.clone())).unwrap();
         let jobs = toy.jobs();
         let first = &jobs[3].actions; // first iteration of the second call
         let near = first.chunks(4).take(150).filter(|a| a[0] > 0.5).count();
@@ -634,7 +655,7 @@ mod tests {
             "150 of 200 drawn around the previous plan, {near} of them near it"
         );
         planner.reset();
-        planner.plan(&toy, &start(), &cfg).unwrap();
+        planner.plan(&toy, &start(), &valid(cfg.clone())).unwrap();
         let uniform = &toy.jobs()[6].actions;
         let near = uniform.chunks(4).take(150).filter(|a| a[0] > 0.5).count();
         assert!(
@@ -656,7 +677,7 @@ mod tests {
             ..PlannerConfig::default()
         };
         let mut planner = Planner::for_env(EnvKind::Navigation, 0);
-        let (a, rec) = planner.plan(&agent, &z0, &cfg).unwrap();
+        let (a, rec) = planner.plan(&agent, &z0, &valid(cfg.clone())).unwrap();
         let b = EnvKind::Navigation.action_bound();
         assert!(a.iter().all(|x| x.abs() <= b));
         assert_eq!(rec.start.len(), 32);
@@ -679,7 +700,7 @@ mod tests {
         assert_eq!(rec.config, cfg);
         serde_json::to_string(&rec).unwrap();
         let again = Planner::for_env(EnvKind::Navigation, 0)
-            .plan(&agent, &z0, &cfg)
+            .plan(&agent, &z0, &valid(cfg.clone()))
             .unwrap();
         assert_eq!(
             again,

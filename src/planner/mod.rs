@@ -21,6 +21,7 @@ pub use cem::{PlanError, Planner};
 pub use models::{LatentModels, Rollout, RolloutStats};
 pub use record::PlanRecord;
 
+use crate::valid::{ConfigError, Validate, check, positive_count, unit_interval};
 use serde::{Deserialize, Serialize};
 
 /// Every planner setting (LS3_SPEC §4); all of them may change between two `plan` calls.
@@ -117,31 +118,138 @@ impl PlannerConfig {
     pub fn scored_iterations(&self) -> usize {
         self.iterations.saturating_sub(1).max(1)
     }
+}
 
-    /// Checks the sizes (every count at least 1) and the thresholds (finite).
-    pub fn validate(&self) -> Result<(), String> {
-        for (name, v) in [
-            ("population", self.population),
-            ("elites", self.elites),
-            ("iterations", self.iterations),
-            ("particles", self.particles),
-            ("horizon", self.horizon),
-        ] {
-            if v == 0 {
-                return Err(format!("planner {name} must be at least 1"));
+impl Validate for PlannerConfig {
+    /// Every count at least 1 and no more elites than candidates; the probability thresholds,
+    /// the decay factor and the uniform share inside [0, 1]; the goal threshold (a logit) finite.
+    fn validate(&self) -> Result<(), ConfigError> {
+        positive_count("planner.population", self.population)?;
+        positive_count("planner.elites", self.elites)?;
+        check(
+            self.elites <= self.population,
+            "planner.elites",
+            self.elites,
+            format!("must be ≤ planner.population ({})", self.population),
+        )?;
+        positive_count("planner.iterations", self.iterations)?;
+        positive_count("planner.particles", self.particles)?;
+        positive_count("planner.horizon", self.horizon)?;
+        unit_interval("planner.safe_set_threshold", self.safe_set_threshold)?;
+        unit_interval("planner.threshold_decay", self.threshold_decay)?;
+        unit_interval("planner.constraint_threshold", self.constraint_threshold)?;
+        check(
+            self.goal_threshold.is_finite(),
+            "planner.goal_threshold",
+            self.goal_threshold,
+            "must be a finite number (a logit)",
+        )?;
+        unit_interval("planner.random_percent", self.random_percent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::EnvKind;
+
+    /// A change to the settings under test.
+    type Edit = fn(&mut PlannerConfig);
+    /// Sets one `f32` setting.
+    type Set = fn(&mut PlannerConfig, f32);
+
+    /// The error of `cfg` changed by `edit`.
+    fn rejected(edit: impl FnOnce(&mut PlannerConfig)) -> ConfigError {
+        let mut cfg = PlannerConfig::default();
+        edit(&mut cfg);
+        cfg.validate().expect_err("rejected")
+    }
+
+    #[test]
+    fn the_papers_settings_are_valid() {
+        for env in EnvKind::ALL {
+            PlannerConfig::paper(env).validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn more_elites_than_candidates_are_refused_with_both_numbers() {
+        let e = rejected(|c| (c.population, c.elites) = (500, 5000));
+        assert_eq!(e.field, "planner.elites");
+        assert_eq!(
+            e.to_string(),
+            "invalid configuration: planner.elites = 5000 must be ≤ planner.population (500)"
+        );
+        let d = PlannerConfig::default();
+        let equal = PlannerConfig {
+            elites: d.population,
+            ..d
+        };
+        equal.validate().unwrap();
+    }
+
+    #[test]
+    fn every_count_must_be_at_least_one() {
+        let cases: [(&str, Edit); 5] = [
+            ("planner.population", |c| c.population = 0),
+            ("planner.elites", |c| c.elites = 0),
+            ("planner.iterations", |c| c.iterations = 0),
+            ("planner.particles", |c| c.particles = 0),
+            ("planner.horizon", |c| c.horizon = 0),
+        ];
+        for (field, edit) in cases {
+            let e = rejected(edit);
+            assert_eq!(e.field, field);
+            assert_eq!(e.value, "0", "{e}");
+            assert!(e.to_string().contains("must be at least 1"), "{e}");
+        }
+        let no_decays = PlannerConfig {
+            max_decays: 0,
+            ..PlannerConfig::default()
+        };
+        no_decays.validate().unwrap();
+    }
+
+    #[test]
+    fn probabilities_the_decay_and_the_uniform_share_lie_in_the_unit_interval() {
+        let cases: [(&str, Set); 4] = [
+            ("planner.safe_set_threshold", |c, v| {
+                c.safe_set_threshold = v
+            }),
+            ("planner.threshold_decay", |c, v| c.threshold_decay = v),
+            ("planner.constraint_threshold", |c, v| {
+                c.constraint_threshold = v
+            }),
+            ("planner.random_percent", |c, v| c.random_percent = v),
+        ];
+        for (field, set) in cases {
+            for bad in [-0.1, 1.5, f32::NAN] {
+                let e = rejected(|c| set(c, bad));
+                assert_eq!(e.field, field);
+                assert_eq!(e.value, bad.to_string());
+                assert!(e.to_string().contains("[0, 1]"), "{e}");
+            }
+            for good in [0.0, 1.0] {
+                let mut c = PlannerConfig::default();
+                set(&mut c, good);
+                c.validate().unwrap();
             }
         }
-        for (name, v) in [
-            ("safe_set_threshold", self.safe_set_threshold),
-            ("threshold_decay", self.threshold_decay),
-            ("constraint_threshold", self.constraint_threshold),
-            ("goal_threshold", self.goal_threshold),
-            ("random_percent", self.random_percent),
-        ] {
-            if !v.is_finite() {
-                return Err(format!("planner {name} must be finite, got {v}"));
-            }
+    }
+
+    #[test]
+    fn the_goal_threshold_is_a_logit_any_finite_number() {
+        for good in [-3.0, 0.5, 7.0] {
+            let c = PlannerConfig {
+                goal_threshold: good,
+                ..PlannerConfig::default()
+            };
+            c.validate().unwrap();
         }
-        Ok(())
+        for bad in [f32::NAN, f32::INFINITY] {
+            let e = rejected(|c| c.goal_threshold = bad);
+            assert_eq!(e.field, "planner.goal_threshold");
+            assert_eq!(e.value, bad.to_string());
+        }
     }
 }

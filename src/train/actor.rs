@@ -8,6 +8,7 @@ use crate::env::{Env, EnvKind, Frame, FrameStack};
 use crate::model::agent::Agent;
 use crate::planner::{Planner, PlannerConfig};
 use crate::seed::derive;
+use crate::valid::Valid;
 use anyhow::{Context, Result};
 use candle_core::Tensor;
 
@@ -75,7 +76,7 @@ impl Actor {
     }
 
     /// Encodes the current observation, plans with `cfg`, and executes the chosen action.
-    pub fn step(&mut self, agent: &Agent, cfg: &PlannerConfig) -> Result<AgentStep> {
+    pub fn step(&mut self, agent: &Agent, cfg: &Valid<PlannerConfig>) -> Result<AgentStep> {
         let t = self.t();
         let (mean, _) = encode(agent, &[&self.obs]).context("encoding the observation")?;
         let latent = mean.len();

@@ -66,7 +66,5 @@ pub enum TrainError {
     )]
     ValueMembers { agent: usize, config: usize },
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

@@ -11,7 +11,7 @@
 //! <run>/checkpoints/vae, init, round_NN   agent checkpoints
 //! ```
 
-use crate::config::{Config, Preset};
+use crate::config::{Config, Preset, Valid};
 use crate::model::agent::ModuleKind;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -30,7 +30,8 @@ pub struct RunConfig {
     pub checkpoint: Option<PathBuf>,
     /// Episodes per demo set were capped at this (small test runs).
     pub demo_limit: Option<usize>,
-    pub config: Config,
+    /// Checked when the file is read, so a resumed run never starts from an invalid one.
+    pub config: Valid<Config>,
 }
 
 /// `state.json`: progress of the online phase.

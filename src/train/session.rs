@@ -10,7 +10,7 @@ use super::observer::{Event, Observer};
 use super::phases::{PhaseProgress, load_demos, write_vae_grids};
 use super::run_state::{Layout, RunConfig, RunState, read_json};
 use super::{ChunkReport, Trainer};
-use crate::config::{Config, Preset};
+use crate::config::{Config, Preset, Valid};
 use crate::data::collect::demo_episode;
 use crate::data::dataset::{count_episodes, read_episode, write_episode};
 use crate::data::episode::Episode;
@@ -45,7 +45,8 @@ const PNG_EVERY: usize = 500;
 /// How to start a new run.
 #[derive(Clone, Debug)]
 pub struct SessionOptions {
-    pub config: Config,
+    /// Checked where it entered (file, flags, app controls, preset).
+    pub config: Valid<Config>,
     pub preset: Option<Preset>,
     pub seed: u64,
     /// Demo folder (`<data>/<env>/<Set>/` or `<data>/<Set>/`); `None` collects demos into the run.
@@ -60,7 +61,7 @@ pub struct SessionOptions {
 
 impl SessionOptions {
     /// Options for a new run of `config` in a fresh timestamped folder under `out`.
-    pub fn new(config: Config, seed: u64, out: &Path) -> Result<Self> {
+    pub fn new(config: Valid<Config>, seed: u64, out: &Path) -> Result<Self> {
         Ok(Self {
             config,
             preset: None,
@@ -131,8 +132,6 @@ impl Session {
     /// overwritten; use [`Session::resume`] to continue one).
     pub fn create(opts: SessionOptions) -> Result<Self> {
         let config = opts.config;
-        config.validate()?;
-        config.planner.validate().map_err(anyhow::Error::msg)?;
         let dir = opts.run_dir;
         if dir.exists() {
             let mut entries =
@@ -350,7 +349,7 @@ impl Session {
     }
 
     /// The configuration in use.
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &Valid<Config> {
         &self.run.config
     }
 
@@ -375,21 +374,18 @@ impl Session {
     }
 
     /// Replaces the planner settings; the next environment step plans with them.
-    pub fn set_planner(&mut self, planner: PlannerConfig) -> Result<()> {
-        planner.validate().map_err(anyhow::Error::msg)?;
-        self.run.config.planner = planner;
-        Ok(())
+    pub fn set_planner(&mut self, planner: Valid<PlannerConfig>) {
+        self.run.config.set_planner(planner);
     }
 
     /// Replaces the whole configuration: planner settings apply at the next step, learning rates
     /// at once, iteration counts and episodes per round at the next phase. The environment, the
     /// value ensemble size and the replay capacity are fixed for a run.
-    pub fn set_config(&mut self, config: Config) -> Result<()> {
+    pub fn set_config(&mut self, config: Valid<Config>) -> Result<()> {
         let old = &self.run.config;
         if config.env != old.env || config.replay.capacity != old.replay.capacity {
             bail!("the environment and the replay capacity cannot change during a run");
         }
-        config.planner.validate().map_err(anyhow::Error::msg)?;
         self.trainer.set_config(&config)?;
         self.run.config = config;
         Ok(())
@@ -750,7 +746,9 @@ impl Session {
                 frame,
             });
         }
-        let step = self.actor.step(&self.agent, &self.run.config.planner)?;
+        let step = self
+            .actor
+            .step(&self.agent, &self.run.config.valid_planner())?;
         obs.event(Event::Step(Box::new(step)));
         if !self.actor.finished() {
             return Ok(Stage::Act { started: true });
@@ -880,7 +878,7 @@ impl Session {
 pub fn evaluate(
     agent: &Agent,
     env: EnvKind,
-    planner: &PlannerConfig,
+    planner: &Valid<PlannerConfig>,
     episodes: usize,
     seed: u64,
     mut on_episode: impl FnMut(&EpisodeSummary, &Episode),

@@ -1,7 +1,7 @@
 //! The trainer: optimisers, per-module iteration counts and random streams, and the chunked loop.
 
 use super::{ChunkReport, TrainError, losses};
-use crate::config::{Config, SafeSetLoss};
+use crate::config::{Config, SafeSetLoss, Valid};
 use crate::data::augment::random_resized_crops;
 use crate::data::images::{ImagePool, image_tensor};
 use crate::data::replay::{Filter, LatentReplay};
@@ -17,7 +17,7 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 /// module for batches, latent noise and augmentation — so a module's training does not depend on
 /// how the others were interleaved with it.
 pub struct Trainer {
-    config: Config,
+    config: Valid<Config>,
     optimizers: Vec<AdamW>,
     iterations: [u64; 6],
     rngs: Vec<TensorRng>,
@@ -26,8 +26,7 @@ pub struct Trainer {
 impl Trainer {
     /// A trainer for `agent` with the rates and batch sizes of `config`; its random streams are
     /// derived from the run's `seed`.
-    pub fn new(agent: &Agent, config: &Config, seed: u64) -> Result<Self, TrainError> {
-        config.validate()?;
+    pub fn new(agent: &Agent, config: &Valid<Config>, seed: u64) -> Result<Self, TrainError> {
         let members = config.value.members_in_use();
         if agent.value.members() != members {
             return Err(TrainError::ValueMembers {
@@ -65,8 +64,7 @@ impl Trainer {
 
     /// Replaces the configuration (e.g. edited in the app between phases). Learning rates change
     /// in place; optimiser moments and iteration counts are kept.
-    pub fn set_config(&mut self, config: &Config) -> Result<(), TrainError> {
-        config.validate()?;
+    pub fn set_config(&mut self, config: &Valid<Config>) -> Result<(), TrainError> {
         if config.value.members_in_use() != self.config.value.members_in_use() {
             return Err(TrainError::ValueMembers {
                 agent: self.config.value.members_in_use(),
@@ -387,7 +385,7 @@ mod tests {
         }
         f(&mut cfg);
         let agent = Agent::new(cfg.agent_spec(), &Device::Cpu, 0).unwrap();
-        let trainer = Trainer::new(&agent, &cfg, 0).unwrap();
+        let trainer = Trainer::new(&agent, &Valid::new(cfg).unwrap(), 0).unwrap();
         (agent, trainer)
     }
 

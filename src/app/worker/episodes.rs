@@ -13,6 +13,7 @@ use crate::model::agent::Agent;
 use crate::planner::PlannerConfig;
 use crate::seed::derive;
 use crate::train::Actor;
+use crate::valid::Valid;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::Normal;
@@ -32,7 +33,7 @@ pub(super) enum Driver {
     Agent {
         actor: Box<Actor>,
         agent: Arc<Agent>,
-        planner: PlannerConfig,
+        planner: Valid<PlannerConfig>,
     },
 }
 
@@ -58,7 +59,7 @@ impl Worker {
             seed: self.seed,
         });
         self.guarded(Self::start_episode);
-        self.emit(Event::Config(Box::new(self.config_in_use())));
+        self.emit(Event::Config(Box::new(self.config_in_use().into_inner())));
     }
 
     /// One environment step (starting a fresh episode first when none is live). Always paced.
@@ -95,10 +96,19 @@ impl Worker {
             let loaded = self.agent_dirs.get(&kind).cloned().and_then(|dir| {
                 let device = crate::model::default_device();
                 match crate::model::checkpoint::load(&dir, Some(kind), &device) {
-                    Ok((agent, meta)) => {
-                        self.analyse_agent = true;
-                        Some((Arc::new(agent), meta.planner()))
-                    }
+                    Ok((agent, meta)) => match meta.planner() {
+                        Ok(planner) => {
+                            self.analyse_agent = true;
+                            Some((Arc::new(agent), planner))
+                        }
+                        Err(e) => {
+                            self.emit(Event::Error(format!(
+                                "the {kind} agent's planner settings are invalid, the \
+                                 demonstrator acts instead: {e}"
+                            )));
+                            None
+                        }
+                    },
                     Err(e) => {
                         self.emit(Event::Error(format!(
                             "the {kind} agent could not be loaded, the demonstrator acts \

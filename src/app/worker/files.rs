@@ -3,12 +3,12 @@
 //! [`Event::Error`] naming the file and the problem; the app carries on as before.
 
 use super::{Event, TrainingUpdate, Worker, WorkerState};
-use crate::config::Config;
+use crate::config::{Preset, Valid};
 use crate::data::dataset::write_atomic;
 use crate::model::checkpoint;
 use crate::train::metrics::read_rounds;
 use crate::train::phases::load_demos;
-use anyhow::{Context, Result, bail};
+use anyhow::Context;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -59,7 +59,16 @@ impl Worker {
         match checkpoint::load(dir, None, &device) {
             Ok((agent, meta)) => {
                 let kind = meta.spec.env;
-                let planner = meta.planner();
+                let planner = match meta.planner() {
+                    Ok(planner) => planner,
+                    Err(e) => {
+                        self.emit(Event::Error(format!(
+                            "could not load the agent of {}: {e}",
+                            dir.display()
+                        )));
+                        return;
+                    }
+                };
                 self.agents.insert(kind, Some((Arc::new(agent), planner)));
                 self.agent_dirs.insert(kind, dir.to_path_buf());
                 self.switch_to_new_agent(kind);
@@ -114,7 +123,7 @@ impl Worker {
         let device = crate::model::default_device();
         match checkpoint::import_torch(dir, kind, &device) {
             Ok(agent) => {
-                let planner = Config::quick(kind).planner;
+                let planner = Valid::preset(Preset::Quick, kind).valid_planner();
                 self.agents.insert(kind, Some((Arc::new(agent), planner)));
                 self.switch_to_new_agent(kind);
                 self.emit(Event::Notice(format!(
@@ -146,7 +155,7 @@ impl Worker {
 
     /// Reads a configuration and uses it (switching to its environment).
     pub(super) fn load_config(&mut self, path: &Path) {
-        let config = match read_config(path) {
+        let config = match crate::config::read_file(path) {
             Ok(c) => c,
             Err(e) => {
                 self.emit(Event::Error(format!("{e:#}")));
@@ -158,7 +167,7 @@ impl Worker {
             self.kind = config.env;
             self.set_state(WorkerState::Paused);
         }
-        self.planner = Some(config.planner.clone());
+        self.planner = Some(config.valid_planner());
         if let Some(training) = self.training.as_mut()
             && let Err(e) = training.session.set_config(config.clone())
         {
@@ -171,7 +180,7 @@ impl Worker {
         if self.training.is_none() {
             self.restart();
         } else {
-            self.emit(Event::Config(Box::new(self.config_in_use())));
+            self.emit(Event::Config(Box::new(self.config_in_use().into_inner())));
         }
         self.emit(Event::Notice(format!(
             "configuration read from {}",
@@ -201,7 +210,7 @@ impl Worker {
     fn switch_to_new_agent(&mut self, kind: crate::env::EnvKind) {
         self.kind = kind;
         if self.config.env != kind {
-            self.config = Config::quick(kind);
+            self.config = Valid::preset(Preset::Quick, kind);
         }
         self.analyse_agent = true;
         self.set_state(WorkerState::Paused);
@@ -216,18 +225,4 @@ impl Worker {
         }
         self.training.is_some()
     }
-}
-
-/// A configuration file, parsed and checked.
-fn read_config(path: &Path) -> Result<Config> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let config: Config = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{} is not a configuration", path.display()))?;
-    config
-        .validate()
-        .with_context(|| format!("{} holds an invalid configuration", path.display()))?;
-    if let Err(e) = config.planner.validate() {
-        bail!("{}: {e}", path.display());
-    }
-    Ok(config)
 }

@@ -20,7 +20,7 @@ mod files;
 mod training;
 
 use super::data::{HeatmapSnapshot, JobProgress, LatentSnapshot, PlanShot};
-use crate::config::Config;
+use crate::config::{Config, Preset, Valid, Validate};
 use crate::env::{Env, EnvKind, Frame, Overlay};
 use crate::model::agent::{Agent, ModuleKind};
 use crate::planner::PlannerConfig;
@@ -315,7 +315,7 @@ impl Drop for WorkerHandle {
 }
 
 /// A loaded agent and the planner settings of its checkpoint.
-type LoadedAgent = (Arc<Agent>, PlannerConfig);
+type LoadedAgent = (Arc<Agent>, Valid<PlannerConfig>);
 
 struct Worker {
     kind: EnvKind,
@@ -334,9 +334,9 @@ struct Worker {
     /// Steps left before pausing (from [`Command::PlayFor`]).
     budget: Option<u64>,
     /// Planner settings chosen in the app; `None`: each agent's own.
-    planner: Option<PlannerConfig>,
+    planner: Option<Valid<PlannerConfig>>,
     /// What "Train from scratch" starts from: the quick preset of `kind` until changed.
-    config: Config,
+    config: Valid<Config>,
     /// Demo sets for the next training run, with the environment they were checked for.
     dataset: Option<(EnvKind, PathBuf)>,
     runs_dir: Option<PathBuf>,
@@ -360,7 +360,12 @@ impl Worker {
         repaint: Repaint,
         analyst: Analyst,
     ) -> Self {
-        Self {
+        // The persisted settings enter here: checked once, dropped with a message when invalid.
+        let (planner, refused) = match options.planner.map(Valid::new).transpose() {
+            Ok(planner) => (planner, None),
+            Err(e) => (None, Some(e)),
+        };
+        let worker = Self {
             kind: options.kind,
             seed: options.seed,
             period: period(options.steps_per_second),
@@ -373,8 +378,8 @@ impl Worker {
             next_episode: 0,
             state: WorkerState::Paused,
             budget: None,
-            planner: options.planner,
-            config: Config::quick(options.kind),
+            planner,
+            config: Valid::preset(Preset::Quick, options.kind),
             dataset: None,
             runs_dir: options.runs_dir,
             demo_limit: options.demo_limit,
@@ -382,7 +387,13 @@ impl Worker {
             analyst,
             events,
             repaint,
+        };
+        if let Some(e) = refused {
+            worker.emit(Event::Error(format!(
+                "the stored planner settings were not applied: {e}"
+            )));
         }
+        worker
     }
 
     fn run(mut self, commands: &Receiver<Command>) {
@@ -425,7 +436,7 @@ impl Worker {
                 self.stop_training(false);
                 if kind != self.kind {
                     self.kind = kind;
-                    self.config = Config::quick(kind);
+                    self.config = Valid::preset(Preset::Quick, kind);
                 }
                 self.set_state(WorkerState::Paused);
                 self.restart();
@@ -502,22 +513,24 @@ impl Worker {
         paced
     }
 
+    /// The app's planner controls enter here: checked once, then used as they are.
     fn set_planner(&mut self, planner: PlannerConfig) {
-        if let Err(e) = planner.validate() {
-            self.emit(Event::Error(format!("planner settings not applied: {e}")));
-            return;
+        let planner = match planner.validated() {
+            Ok(planner) => planner,
+            Err(e) => {
+                self.emit(Event::Error(format!("planner settings not applied: {e}")));
+                return;
+            }
+        };
+        if let Some(training) = self.training.as_mut() {
+            training.session.set_planner(planner.clone());
         }
-        if let Some(training) = self.training.as_mut()
-            && let Err(e) = training.session.set_planner(planner.clone())
-        {
-            self.emit(Event::Error(format!("planner settings not applied: {e:#}")));
-            return;
-        }
-        self.config.planner = planner.clone();
+        self.config.set_planner(planner.clone());
         self.planner = Some(planner);
     }
 
-    fn set_config(&mut self, mut config: Config) {
+    /// The app's training controls enter here (checked with the full rule set).
+    fn set_config(&mut self, config: Config) {
         if config.env != self.kind {
             self.emit(Event::Error(format!(
                 "a {} configuration does not fit {}; switch the environment first",
@@ -525,12 +538,15 @@ impl Worker {
             )));
             return;
         }
-        if let Err(e) = config.validate() {
-            self.emit(Event::Error(format!("configuration not applied: {e}")));
-            return;
-        }
+        let mut config = match config.validated() {
+            Ok(config) => config,
+            Err(e) => {
+                self.emit(Event::Error(format!("configuration not applied: {e}")));
+                return;
+            }
+        };
         // The planner has its own command; keep the one in use.
-        config.planner = self.planner_in_use();
+        config.set_planner(self.planner_in_use());
         if let Some(training) = self.training.as_mut()
             && let Err(e) = training.session.set_config(config.clone())
         {
@@ -543,28 +559,27 @@ impl Worker {
     }
 
     /// The planner settings the acting agent plans with.
-    fn planner_in_use(&self) -> PlannerConfig {
+    fn planner_in_use(&self) -> Valid<PlannerConfig> {
         if let Some(training) = &self.training {
-            return training.session.config().planner.clone();
+            return training.session.config().valid_planner();
         }
         if let Some(p) = &self.planner {
             return p.clone();
         }
         match self.agents.get(&self.kind) {
             Some(Some((_, p))) => p.clone(),
-            _ => self.config.planner.clone(),
+            _ => self.config.valid_planner(),
         }
     }
 
     /// The configuration in effect, with the planner the acting agent uses.
-    fn config_in_use(&self) -> Config {
+    fn config_in_use(&self) -> Valid<Config> {
         if let Some(training) = &self.training {
             return training.session.config().clone();
         }
-        Config {
-            planner: self.planner_in_use(),
-            ..self.config.clone()
-        }
+        let mut config = self.config.clone();
+        config.set_planner(self.planner_in_use());
+        config
     }
 
     fn emit(&self, event: Event) {

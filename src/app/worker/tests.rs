@@ -606,3 +606,61 @@ fn a_results_folder_overlays_each_of_its_runs_and_a_missing_one_is_an_error() {
         "{events:#?}"
     );
 }
+
+/// Quick planner settings with more elites than candidates.
+fn too_many_elites() -> PlannerConfig {
+    PlannerConfig {
+        population: 500,
+        elites: 5000,
+        ..tiny_planner()
+    }
+}
+
+#[test]
+fn invalid_planner_settings_from_the_controls_or_a_file_are_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json");
+    let worker = spawn(EnvKind::Navigation, 25.0);
+    wait_for(&worker, |e| matches!(e, Event::EpisodeStarted(_)));
+    worker.send(Command::SetPlanner(too_many_elites()));
+    let events = wait_for(&worker, |e| matches!(e, Event::Error(_)));
+    assert!(
+        matches!(events.last(), Some(Event::Error(m))
+            if m.contains("planner.elites = 5000 must be ≤ planner.population (500)")),
+        "{events:#?}"
+    );
+    worker.send(Command::SaveConfig(path.clone()));
+    wait_for(&worker, |e| matches!(e, Event::Notice(_)));
+    let mut saved: Config = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(saved.planner, Config::quick(EnvKind::Navigation).planner);
+
+    saved.planner = too_many_elites();
+    std::fs::write(&path, serde_json::to_vec(&saved).unwrap()).unwrap();
+    worker.send(Command::LoadConfig(path.clone()));
+    let events = wait_for(&worker, |e| matches!(e, Event::Error(_)));
+    assert!(
+        matches!(events.last(), Some(Event::Error(m))
+            if m.contains("config.json") && m.contains("planner.elites = 5000")),
+        "{events:#?}"
+    );
+}
+
+#[test]
+fn invalid_persisted_planner_settings_are_dropped_with_a_message() {
+    let options = WorkerOptions {
+        planner: Some(too_many_elites()),
+        heatmap_cells: 0,
+        ..WorkerOptions::default()
+    };
+    let worker = WorkerHandle::spawn(options, Box::new(|| {})).unwrap();
+    let events = wait_for(&worker, |e| matches!(e, Event::Config(_)));
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Error(m)
+            if m.contains("stored planner settings") && m.contains("planner.elites"))),
+        "{events:#?}"
+    );
+    let Some(Event::Config(config)) = events.last() else {
+        unreachable!()
+    };
+    assert_eq!(config.planner, Config::quick(EnvKind::Navigation).planner);
+}

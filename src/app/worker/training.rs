@@ -282,7 +282,7 @@ impl Worker {
         self.emit(Event::Training(TrainingUpdate::Started {
             run_dir: session.dir().to_path_buf(),
         }));
-        self.emit(Event::Config(Box::new(session.config().clone())));
+        self.emit(Event::Config(Box::new(session.config().as_ref().clone())));
         let mut training = Training::new(session);
         let progress = training.progress_now();
         self.emit(progress);
@@ -318,7 +318,7 @@ impl Worker {
         if completed {
             match session.agent().deep_copy() {
                 Ok(agent) => {
-                    let planner = session.config().planner.clone();
+                    let planner = session.config().valid_planner();
                     self.agents
                         .insert(self.kind, Some((Arc::new(agent), planner)));
                 }
@@ -381,7 +381,7 @@ impl Worker {
         self.stop_training(completed);
         self.set_state(WorkerState::Paused);
         self.guarded(Self::start_episode);
-        self.emit(Event::Config(Box::new(self.config_in_use())));
+        self.emit(Event::Config(Box::new(self.config_in_use().into_inner())));
     }
 }
 
