@@ -591,7 +591,9 @@ mod tests {
             horizon: 3,
             ..small()
         };
-        let (a, rec) = Planner::new(1.0, 7).plan(&toy, &start(), &cfg).unwrap();
+        let (a, rec) = Planner::new(1.0, 7)
+            .plan(&toy, &start(), &valid(cfg.clone()))
+            .unwrap();
         assert!(rec.random_fallback && rec.decays == 6);
         assert!(a[1] > 0.0, "the safest plan climbs in y first: {a:?}");
         let last = rec.latents.last().unwrap();
