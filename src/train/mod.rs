@@ -7,6 +7,7 @@
 //! whether a phase runs in one call or in many small ones between environment steps.
 
 pub mod actor;
+pub mod adam;
 pub mod losses;
 pub mod metrics;
 pub mod observer;

@@ -1,5 +1,6 @@
 //! The trainer: optimisers, per-module iteration counts and random streams, and the chunked loop.
 
+use super::adam::{Adam, AdamParams};
 use super::{ChunkReport, TrainError, losses};
 use crate::config::{Config, SafeSetLoss};
 use crate::data::augment::random_resized_crops;
@@ -10,7 +11,6 @@ use crate::model::agent::{Agent, ModuleKind};
 use crate::model::rng::TensorRng;
 use crate::seed::derive;
 use candle_core::{Tensor, Var};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
 /// Trains the six modules of one agent. Holds one Adam optimiser per module (its moments
 /// persist across calls), the iteration count of each module, and one seeded random stream per
@@ -18,7 +18,7 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 /// how the others were interleaved with it.
 pub struct Trainer {
     config: Config,
-    optimizers: Vec<AdamW>,
+    optimizers: Vec<Adam>,
     iterations: [u64; 6],
     rngs: Vec<TensorRng>,
 }
@@ -38,12 +38,11 @@ impl Trainer {
         let optimizers = ModuleKind::ALL
             .iter()
             .map(|&m| {
-                let p = ParamsAdamW {
+                let p = AdamParams {
                     lr: config.lr(m),
-                    weight_decay: 0.0,
                     ..Default::default()
                 };
-                AdamW::new(agent.trainable(m), p)
+                Adam::new(agent.trainable_named(m), p)
             })
             .collect::<candle_core::Result<_>>()?;
         let rngs = ModuleKind::ALL
