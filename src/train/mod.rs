@@ -20,7 +20,7 @@ mod trainer;
 pub use actor::Actor;
 pub use observer::{Event, Observer};
 pub use session::{Session, SessionOptions, evaluate};
-pub use trainer::Trainer;
+pub use trainer::{Restored, TRAINING_FILE, Trainer, optimizer_path};
 
 use crate::data::replay::ReplayError;
 use crate::model::agent::ModuleKind;
