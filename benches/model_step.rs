@@ -1,26 +1,28 @@
 //! Training-step speed of the models, the same cases as `../shared/bench/torch_ref`: one Adam
 //! step of the VAE at batch 64 and 256, of the dynamics ensemble at 5 × 256, and of a 200-wide
 //! classifier at 256. Run with `cargo bench --bench model_step`; compare the medians with the
-//! PyTorch script's run on the same machine.
+//! PyTorch script's run on the same machine. `adam_update vae` times the optimiser's update alone
+//! (fixed gradients of all VAE weights): ours against candle-nn's `AdamW`.
 
 mod common;
 
 use candle_core::{Device, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use candle_nn::Optimizer;
 use common::time;
 use ls3::env::EnvKind;
 use ls3::model::agent::{Agent, AgentSpec, ModuleKind};
 use ls3::model::classifier::bce_with_logits;
 use ls3::model::conv::{conv_transpose2d_bias, conv2d_bias};
 use ls3::model::rng::TensorRng;
+use ls3::train::adam::{Adam, AdamParams};
 
-fn adam(agent: &Agent, m: ModuleKind, lr: f64) -> AdamW {
-    let p = ParamsAdamW {
+/// The optimiser the trainer uses.
+fn adam(agent: &Agent, m: ModuleKind, lr: f64) -> Adam {
+    let p = AdamParams {
         lr,
-        weight_decay: 0.0,
         ..Default::default()
     };
-    AdamW::new(agent.trainable(m), p).expect("optimizer")
+    Adam::new(agent.trainable_named(m), p).expect("optimizer")
 }
 
 /// The VAE's convolution layers (LS3_SPEC §3, 3 channels): transposed?, input [C, H, W], kernel
@@ -122,6 +124,29 @@ fn main() {
             let eps = rng.normal((batch, 32), &dev).unwrap();
             let loss = agent.vae.loss(&x, &x, &eps).unwrap();
             opt.backward_step(&loss.total).unwrap();
+        });
+    }
+
+    if want("adam_update vae") {
+        let x = rng.uniform((8, 3, 64, 64), 0.0, 1.0, &dev).unwrap();
+        let eps = rng.normal((8, 32), &dev).unwrap();
+        let grads = agent
+            .vae
+            .loss(&x, &x, &eps)
+            .unwrap()
+            .total
+            .backward()
+            .unwrap();
+        let mut ours = adam(&agent, ModuleKind::Vae, 1e-6);
+        time("adam_update vae ours", 20, || ours.step(&grads).unwrap());
+        let p = candle_nn::ParamsAdamW {
+            lr: 1e-6,
+            weight_decay: 0.0,
+            ..Default::default()
+        };
+        let mut theirs = candle_nn::AdamW::new(agent.trainable(ModuleKind::Vae), p).unwrap();
+        time("adam_update vae candle-nn", 20, || {
+            theirs.step(&grads).unwrap()
         });
     }
 

@@ -1,11 +1,13 @@
 //! The training session end to end on navigation with a tiny seeded budget: every phase runs,
-//! every artifact is written, an interrupted run resumes without losing or repeating episodes,
-//! and run folders are never overwritten.
+//! every artifact is written, an interrupted run resumes without losing or repeating episodes and
+//! trains exactly as an uninterrupted one, and run folders are never overwritten.
 
 use ls3::config::{Config, Validate};
 use ls3::env::EnvKind;
+use ls3::model::agent::ModuleKind;
 use ls3::train::metrics::RoundMetrics;
 use ls3::train::{Event, Session, SessionOptions};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The quick preset cut to seconds: 2 rounds of 2 episodes with a tiny planner.
@@ -58,11 +60,7 @@ fn a_session_runs_every_phase_and_writes_every_artifact() {
     let mut planned_with = None;
     session
         .run_to_end(&mut |e| match e {
-            Event::Progress(p) => {
-                if phases.last() != Some(&p.phase) {
-                    phases.push(p.phase);
-                }
-            }
+            Event::Progress(p) if phases.last() != Some(&p.phase) => phases.push(p.phase),
             Event::Step(s) => {
                 steps += 1;
                 planned_with = Some(s.plan.config.population);
@@ -213,6 +211,113 @@ fn an_interrupted_session_resumes_without_losing_or_repeating_episodes() {
         lines(&dir.join("log.txt"))
             .iter()
             .any(|l| l.contains("resuming"))
+    );
+}
+
+/// Steps `session` until it has written the checkpoint folder called `name`.
+fn run_until_checkpoint(session: &mut Session, name: &str) {
+    let mut written = false;
+    while !written {
+        let more = session
+            .step(&mut |e| {
+                if let Event::Checkpoint(p) = e {
+                    written |= p.ends_with(name);
+                }
+            })
+            .unwrap();
+        assert!(more || written, "the run ended before checkpoint {name}");
+    }
+}
+
+/// Every tensor of every module of a checkpoint (targets and running statistics included).
+fn checkpoint_tensors(dir: &Path) -> BTreeMap<String, Vec<f32>> {
+    let device = ls3::model::default_device();
+    let (agent, _) = ls3::model::checkpoint::load(dir, None, &device).unwrap();
+    let mut out = BTreeMap::new();
+    for m in ModuleKind::ALL {
+        let data = agent.vars(m).data().lock().unwrap();
+        for (name, var) in data.iter() {
+            let v = var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+            out.insert(format!("{}/{name}", m.name()), v);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_resumed_session_trains_exactly_as_an_uninterrupted_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let straight = tmp.path().join("straight");
+    let mut session = Session::create(options(&straight)).unwrap();
+    run_until_checkpoint(&mut session, "round_01");
+    drop(session);
+
+    // The same run, stopped after the initial checkpoint, a few steps into its first episode. It
+    // starts from the first run's VAE: the VAE's kernel gradients are summed in the order the
+    // threads finish, so two VAE trainings can differ in the last bits (not a resume effect).
+    let cut = tmp.path().join("cut");
+    let mut opts = options(&cut);
+    opts.checkpoint = Some(straight.join("checkpoints/vae"));
+    let mut session = Session::create(opts).unwrap();
+    run_until_checkpoint(&mut session, "init");
+    for _ in 0..5 {
+        session.step(&mut |_| {}).unwrap();
+    }
+    drop(session);
+    let init = cut.join("checkpoints/init");
+    for f in [
+        "dyn_adam.safetensors",
+        "gi_adam.safetensors",
+        "training.json",
+    ] {
+        assert!(init.join(f).is_file(), "{f} missing from the checkpoint");
+    }
+    let mut resumed = Session::resume(&cut).unwrap();
+    run_until_checkpoint(&mut resumed, "round_01");
+    drop(resumed);
+
+    let want = checkpoint_tensors(&straight.join("checkpoints/round_01"));
+    let got = checkpoint_tensors(&cut.join("checkpoints/round_01"));
+    assert_eq!(
+        want.keys().collect::<Vec<_>>(),
+        got.keys().collect::<Vec<_>>()
+    );
+    let init_weights = checkpoint_tensors(&init);
+    assert_eq!(
+        checkpoint_tensors(&straight.join("checkpoints/init")),
+        init_weights,
+        "both runs are the same run up to the interruption"
+    );
+    let mut moved = 0.0f32;
+    for (name, w) in &want {
+        let g = &got[name];
+        let worst = w
+            .iter()
+            .zip(g)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(worst <= 1e-6, "{name} differs by {worst} after the resume");
+        let d = w
+            .iter()
+            .zip(&init_weights[name])
+            .map(|(a, b)| (a - b).abs());
+        moved = moved.max(d.fold(0.0, f32::max));
+    }
+    assert!(moved > 1e-3, "round 1 trained the modules ({moved})");
+
+    // A checkpoint without optimiser state (older runs) still resumes, with fresh moments.
+    let round_01 = cut.join("checkpoints/round_01");
+    for m in ModuleKind::ALL {
+        let _ = std::fs::remove_file(round_01.join(format!("{}_adam.safetensors", m.name())));
+    }
+    std::fs::remove_file(round_01.join("training.json")).unwrap();
+    let mut resumed = Session::resume(&cut).unwrap();
+    resumed.step(&mut |_| {}).unwrap();
+    let log = lines(&cut.join("log.txt"));
+    assert!(
+        log.iter()
+            .any(|l| l.contains("no optimiser state for dyn, val, ss, constr, gi")),
+        "{log:?}"
     );
 }
 

@@ -170,6 +170,14 @@ impl Agent {
     /// The trainable variables of one module: everything except target nets and running
     /// statistics, which are copied or accumulated, never optimised.
     pub fn trainable(&self, m: ModuleKind) -> Vec<candle_core::Var> {
+        self.trainable_named(m)
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    /// [`trainable`](Self::trainable) with each variable's checkpoint name, sorted by name.
+    pub fn trainable_named(&self, m: ModuleKind) -> Vec<(String, candle_core::Var)> {
         let data = self.vars(m).data().lock().expect("var map lock");
         let mut named: Vec<_> = data
             .iter()
@@ -177,7 +185,7 @@ impl Agent {
             .map(|(n, v)| (n.clone(), v.clone()))
             .collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
-        named.into_iter().map(|(_, v)| v).collect()
+        named
     }
 
     /// Copies every online net into its target net (value members and safe set).

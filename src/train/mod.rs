@@ -7,6 +7,7 @@
 //! whether a phase runs in one call or in many small ones between environment steps.
 
 pub mod actor;
+pub mod adam;
 pub mod losses;
 pub mod metrics;
 pub mod observer;
@@ -19,7 +20,7 @@ mod trainer;
 pub use actor::Actor;
 pub use observer::{Event, Observer};
 pub use session::{Session, SessionOptions, evaluate};
-pub use trainer::Trainer;
+pub use trainer::{Restored, TRAINING_FILE, Trainer, optimizer_path};
 
 use crate::data::replay::ReplayError;
 use crate::model::agent::ModuleKind;

@@ -8,7 +8,8 @@
 //! <run>/vae_loss.csv, module_loss.csv, vae_recon_*.png, vae_samples_*.png
 //! <run>/episodes/<i>.json, <i>_obs.npy, <i>_next_obs.npy, <i>.gif   agent episodes
 //! <run>/episodes.csv, metrics.csv    per-episode and per-round metrics
-//! <run>/checkpoints/vae, init, round_NN   agent checkpoints
+//! <run>/checkpoints/vae, init, round_NN   agent checkpoints, each with the latent modules'
+//!                            training state: <module>_adam.safetensors, training.json
 //! ```
 
 use crate::config::{Config, Preset, Valid};

@@ -178,7 +178,7 @@ impl Session {
             session.dir.display()
         ))?;
         if let Some(ck) = session.run.checkpoint.clone() {
-            session.load_modules(&ck)?;
+            session.load_modules(&ck, false)?;
         }
         session.write_state()?;
         Ok(session)
@@ -207,13 +207,16 @@ impl Session {
         };
         let recorded = state.episodes;
         state.episodes = state.episodes.max(on_disk);
-        let latest = layout
-            .latest_checkpoint(&state)
-            .or_else(|| run.checkpoint.clone());
+        // The run's own newest checkpoint carries the training state to continue from; the
+        // checkpoint the run started from does not.
+        let own = layout.latest_checkpoint(&state);
+        let start = run.checkpoint.clone();
         let mut session = Self::build(run, dir.to_path_buf(), state)?;
         session.logln(&format!("resuming {}", dir.display()))?;
-        if let Some(ck) = latest {
-            session.load_modules(&ck)?;
+        match (own, start) {
+            (Some(ck), _) => session.load_modules(&ck, true)?,
+            (None, Some(ck)) => session.load_modules(&ck, false)?,
+            (None, None) => {}
         }
         // Re-read the stored agent episodes for the replay buffer and the round in progress.
         let eps_dir = layout.episodes();
@@ -285,8 +288,11 @@ impl Session {
     }
 
     /// Loads every module `dir` holds (checked against this run's environment) and marks it
-    /// trained.
-    fn load_modules(&mut self, dir: &Path) -> Result<()> {
+    /// trained. With `restore`, the latent modules' training state saved beside them (Adam
+    /// moments, iteration counts, random streams) is restored too, and target nets are kept as
+    /// saved, so training continues exactly; otherwise target nets start as copies of their
+    /// online nets.
+    fn load_modules(&mut self, dir: &Path, restore: bool) -> Result<()> {
         let meta = checkpoint::read_meta(dir)?;
         let env = self.run.config.env;
         if meta.spec.env != env {
@@ -323,14 +329,43 @@ impl Session {
                 }
             }
         }
-        self.agent.sync_targets()?;
         self.to_train.retain(|m| !loaded.contains(m));
         let names: Vec<_> = loaded.iter().map(|m| m.name()).collect();
         self.logln(&format!(
             "loaded {} from {}",
             names.join(", "),
             dir.display()
-        ))
+        ))?;
+        if !restore {
+            self.agent.sync_targets()?;
+            return Ok(());
+        }
+        let latent: Vec<ModuleKind> = loaded
+            .into_iter()
+            .filter(|&m| m != ModuleKind::Vae)
+            .collect();
+        let restored = self
+            .trainer
+            .load_state(dir, &latent)
+            .with_context(|| format!("restoring the training state from {}", dir.display()))?;
+        let names = |ms: &[ModuleKind]| ms.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ");
+        if !restored.fresh_moments.is_empty() {
+            self.logln(&format!(
+                "no optimiser state for {} in {} (an older checkpoint): Adam starts with fresh \
+                 moments, so training does not continue exactly",
+                names(&restored.fresh_moments),
+                dir.display()
+            ))?;
+        }
+        if !restored.fresh_streams.is_empty() {
+            self.logln(&format!(
+                "no {} entry for {} in {}: their batches are drawn from fresh random streams",
+                super::TRAINING_FILE,
+                names(&restored.fresh_streams),
+                dir.display()
+            ))?;
+        }
+        Ok(())
     }
 
     /// The run folder.
@@ -843,6 +878,13 @@ impl Session {
             "rounds": self.state.rounds_done,
             "trained": trained,
         });
+        // The latent modules' training state first: `agent.json`, written last, marks the folder
+        // complete. The VAE is never trained after its checkpoint, so its moments are not kept.
+        let training: Vec<ModuleKind> = LATENT
+            .into_iter()
+            .filter(|m| !self.to_train.contains(m))
+            .collect();
+        self.trainer.save_state(path, &training)?;
         checkpoint::save(&self.agent, path, meta)?;
         self.logln(&format!("checkpoint {}", path.display()))?;
         obs.event(Event::Checkpoint(path.to_path_buf()));

@@ -1,16 +1,51 @@
-//! The trainer: optimisers, per-module iteration counts and random streams, and the chunked loop.
+//! The trainer: optimisers, per-module iteration counts and random streams, and the chunked loop;
+//! and saving them beside a checkpoint so a resumed run trains exactly as an uninterrupted one.
 
+use super::adam::{Adam, AdamParams};
 use super::{ChunkReport, TrainError, losses};
 use crate::config::{Config, SafeSetLoss, Valid};
 use crate::data::augment::random_resized_crops;
+use crate::data::dataset::write_atomic;
 use crate::data::images::{ImagePool, image_tensor};
 use crate::data::replay::{Filter, LatentReplay};
 use crate::env::IMAGE_SIZE;
 use crate::model::agent::{Agent, ModuleKind};
+use crate::model::checkpoint::CheckpointError;
 use crate::model::rng::TensorRng;
 use crate::seed::derive;
 use candle_core::{Tensor, Var};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The trainer's bookkeeping in a checkpoint folder (beside each module's `<module>_adam` file).
+pub const TRAINING_FILE: &str = "training.json";
+
+/// Path of module `m`'s optimiser state in a checkpoint folder.
+pub fn optimizer_path(dir: &Path, m: ModuleKind) -> PathBuf {
+    dir.join(format!("{}_adam.safetensors", m.name()))
+}
+
+/// `training.json`: per module, its iteration count and how far its random stream was read.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct TrainingFile {
+    modules: BTreeMap<String, ModuleTraining>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ModuleTraining {
+    iterations: u64,
+    /// Position of the module's random stream, in 32-bit words.
+    rng_position: u128,
+}
+
+/// What [`Trainer::load_state`] found: the modules it had to leave with fresh Adam moments or a
+/// fresh random stream (an older checkpoint, or one not written by a session).
+#[derive(Debug, Default, PartialEq)]
+pub struct Restored {
+    pub fresh_moments: Vec<ModuleKind>,
+    pub fresh_streams: Vec<ModuleKind>,
+}
 
 /// Trains the six modules of one agent. Holds one Adam optimiser per module (its moments
 /// persist across calls), the iteration count of each module, and one seeded random stream per
@@ -18,7 +53,7 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 /// how the others were interleaved with it.
 pub struct Trainer {
     config: Valid<Config>,
-    optimizers: Vec<AdamW>,
+    optimizers: Vec<Adam>,
     iterations: [u64; 6],
     rngs: Vec<TensorRng>,
 }
@@ -37,12 +72,11 @@ impl Trainer {
         let optimizers = ModuleKind::ALL
             .iter()
             .map(|&m| {
-                let p = ParamsAdamW {
+                let p = AdamParams {
                     lr: config.lr(m),
-                    weight_decay: 0.0,
                     ..Default::default()
                 };
-                AdamW::new(agent.trainable(m), p)
+                Adam::new(agent.trainable_named(m), p)
             })
             .collect::<candle_core::Result<_>>()?;
         let rngs = ModuleKind::ALL
@@ -88,6 +122,79 @@ impl Trainer {
     /// value's reward-to-go phase.
     pub fn set_iterations(&mut self, m: ModuleKind, n: u64) {
         self.iterations[m as usize] = n;
+    }
+
+    /// Module `m`'s optimiser.
+    pub fn optimizer(&self, m: ModuleKind) -> &Adam {
+        &self.optimizers[m as usize]
+    }
+
+    /// Writes the training state of `modules` into checkpoint folder `dir` (created if needed):
+    /// each one's Adam moments and step count (`<module>_adam.safetensors`) and, in
+    /// `training.json`, its iteration count and random-stream position. Every file is written
+    /// atomically.
+    pub fn save_state(&self, dir: &Path, modules: &[ModuleKind]) -> Result<(), CheckpointError> {
+        std::fs::create_dir_all(dir).map_err(|e| CheckpointError::Write {
+            path: dir.into(),
+            msg: e.to_string(),
+        })?;
+        let mut file = TrainingFile::default();
+        for &m in modules {
+            self.optimizers[m as usize].save(&optimizer_path(dir, m))?;
+            file.modules.insert(
+                m.name().into(),
+                ModuleTraining {
+                    iterations: self.iterations[m as usize],
+                    rng_position: self.rngs[m as usize].position(),
+                },
+            );
+        }
+        let path = dir.join(TRAINING_FILE);
+        let json = serde_json::to_vec_pretty(&file).expect("training state serialises");
+        write_atomic(&path, &json).map_err(|e| CheckpointError::Write {
+            path,
+            msg: e.to_string(),
+        })
+    }
+
+    /// Restores what [`save_state`](Self::save_state) wrote into `dir` for `modules`. A module
+    /// without a state file keeps fresh moments, one missing from `training.json` its current
+    /// iteration count and stream (both reported); a file that does not fit is an error naming it.
+    pub fn load_state(
+        &mut self,
+        dir: &Path,
+        modules: &[ModuleKind],
+    ) -> Result<Restored, CheckpointError> {
+        let path = dir.join(TRAINING_FILE);
+        let file: TrainingFile = if path.is_file() {
+            let bytes = std::fs::read(&path).map_err(|e| CheckpointError::Unreadable {
+                path: path.clone(),
+                msg: e.to_string(),
+            })?;
+            serde_json::from_slice(&bytes).map_err(|e| CheckpointError::Unreadable {
+                path: path.clone(),
+                msg: format!("malformed {TRAINING_FILE}: {e}"),
+            })?
+        } else {
+            TrainingFile::default()
+        };
+        let mut restored = Restored::default();
+        for &m in modules {
+            let adam = optimizer_path(dir, m);
+            if adam.is_file() {
+                self.optimizers[m as usize].load(&adam)?;
+            } else {
+                restored.fresh_moments.push(m);
+            }
+            match file.modules.get(m.name()) {
+                Some(t) => {
+                    self.iterations[m as usize] = t.iterations;
+                    self.rngs[m as usize].set_position(t.rng_position);
+                }
+                None => restored.fresh_streams.push(m),
+            }
+        }
+        Ok(restored)
     }
 
     /// One VAE iteration on a batch from `pool`; returns its loss.
@@ -535,6 +642,38 @@ mod tests {
         t.train_module(&agent, &mut r, ModuleKind::Val, 150, 0, |_| {})
             .unwrap();
         mean_value(&agent)
+    }
+
+    #[test]
+    fn a_saved_training_state_continues_exactly() {
+        let (agent_a, mut a) = setup(|_| {});
+        let mut r = replay(50, |i| record(-1.0, i % 7 == 0, 0.0), 0.0);
+        let ss = ModuleKind::Ss;
+        a.train_module(&agent_a, &mut r, ss, 3, 0, |_| {}).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        crate::model::checkpoint::save(&agent_a, dir.path(), serde_json::json!({})).unwrap();
+        a.save_state(dir.path(), &[ss]).unwrap();
+        assert!(optimizer_path(dir.path(), ss).is_file());
+
+        // A fresh trainer (same seed) on the saved weights picks up where `a` stopped.
+        let (agent_b, mut b) = setup(|_| {});
+        let weights = crate::model::checkpoint::module_path(dir.path(), ss);
+        crate::model::checkpoint::load_module(&agent_b, ss, &weights).unwrap();
+        let restored = b.load_state(dir.path(), &[ss, ModuleKind::Gi]).unwrap();
+        let gi = vec![ModuleKind::Gi];
+        assert_eq!(
+            restored,
+            Restored {
+                fresh_moments: gi.clone(),
+                fresh_streams: gi
+            }
+        );
+        assert_eq!((b.iterations(ss), b.optimizer(ss).step_count()), (3, 3));
+        a.train_module(&agent_a, &mut r, ss, 2, 0, |_| {}).unwrap();
+        b.train_module(&agent_b, &mut r, ss, 2, 0, |_| {}).unwrap();
+        for name in ["model.0.weight", "model.6.bias", "target.model.6.weight"] {
+            assert_eq!(var(&agent_a, ss, name), var(&agent_b, ss, name), "{name}");
+        }
     }
 
     #[test]
