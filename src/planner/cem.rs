@@ -47,14 +47,10 @@ pub fn score_candidates(
             let steps = c * horizon..(c + 1) * horizon;
             let (cons, goal) = (&stats.constraint[steps.clone()], &stats.goal_logit[steps]);
             let mut nan = stats.value[c].is_nan() || goal.iter().any(|g| g.is_nan());
-            let violations = if cfg.ignore_constraints {
+            let violations = violations(cons, cfg).unwrap_or_else(|| {
+                nan = true;
                 0
-            } else {
-                nan |= cons.iter().any(|p| p.is_nan());
-                cons.iter()
-                    .filter(|&&p| p > cfg.constraint_threshold)
-                    .count()
-            };
+            });
             let miss = if cfg.ignore_safe_set {
                 0
             } else {
@@ -308,21 +304,29 @@ impl Planner {
     }
 }
 
+/// Steps of one candidate whose constraint probability exceeds the threshold (0 under the
+/// no-constraints ablation); `None` when a probability is NaN.
+fn violations(cons: &[f32], cfg: &PlannerConfig) -> Option<usize> {
+    if cfg.ignore_constraints {
+        Some(0)
+    } else if cons.iter().any(|p| p.is_nan()) {
+        None
+    } else {
+        Some(
+            cons.iter()
+                .filter(|&&p| p > cfg.constraint_threshold)
+                .count(),
+        )
+    }
+}
+
 /// The candidate of `stats` with the fewest predicted violations (counted as the scoring does;
 /// none under the no-constraints ablation), then the highest terminal safe-set probability; NaNs
 /// rank last.
 fn safest(stats: &RolloutStats, horizon: usize, cfg: &PlannerConfig) -> usize {
     let key = |c: usize| {
         let cons = &stats.constraint[c * horizon..(c + 1) * horizon];
-        let violations = if cfg.ignore_constraints {
-            0
-        } else if cons.iter().any(|p| p.is_nan()) {
-            usize::MAX
-        } else {
-            cons.iter()
-                .filter(|&&p| p > cfg.constraint_threshold)
-                .count()
-        };
+        let violations = violations(cons, cfg).unwrap_or(usize::MAX);
         let ss = stats.safe_set[c];
         (violations, if ss.is_nan() { f32::NEG_INFINITY } else { ss })
     };
