@@ -186,7 +186,9 @@ enum Command {
     /// Checks whether the planner fools itself: from states of fresh demo episodes it plans,
     /// plays the best plan in the simulator and compares the imagined terminal value and
     /// safe-set probability with what the models say about the frames that really come out; the
-    /// demonstrator's next actions are scored the same way for comparison.
+    /// demonstrator's next actions are scored the same way for comparison, and so is holding
+    /// still (zero actions, imagined with each dynamics member): an imagined value above the true
+    /// one there means the dynamics moves the agent along the demos without being asked to.
     PlanCheck {
         /// The agent's checkpoint folder.
         #[arg(long, value_name = "DIR")]
@@ -461,7 +463,8 @@ fn plan_check(
         for c in &checked {
             println!(
                 "({}) plan a=({:.1},{:.1}) → ({}) value {:.1} imagined / {:.1} true, ss {:.2}/{:.2} | \
-                 demo a=({:.1},{:.1}) → ({}) value {:.1}/{:.1}, ss {:.2}/{:.2}",
+                 demo a=({:.1},{:.1}) → ({}) value {:.1}/{:.1}, ss {:.2}/{:.2} | \
+                 still → ({}) value {:.1}/{:.1}",
                 f(&c.state),
                 c.plan_action[0],
                 c.plan_action[1],
@@ -477,17 +480,24 @@ fn plan_check(
                 c.demo.true_value,
                 c.demo.imagined_safe_set,
                 c.demo.true_safe_set,
+                f(&c.still_end),
+                c.still.imagined_value,
+                c.still.true_value,
             );
         }
     }
-    let (plan, demo) = plan_check::summarize(&checked);
+    let (plan, demo, still) = plan_check::summarize(&checked);
     println!(
         "{} states of {episodes} {} episodes; means at the end of the {}-step plan:",
         checked.len(),
         set.name,
         cfg.horizon
     );
-    for (name, o) in [("planner's best", plan), ("demonstrator's", demo)] {
+    for (name, o) in [
+        ("planner's best", plan),
+        ("demonstrator's", demo),
+        ("holding still", still),
+    ] {
         println!(
             "  {name:15} value {:7.2} imagined, {:7.2} true; safe set {:.3} imagined, {:.3} true",
             o.imagined_value, o.true_value, o.imagined_safe_set, o.true_safe_set

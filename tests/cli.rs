@@ -516,7 +516,7 @@ fn plan_check_compares_imagined_and_true_outcomes_of_the_planner_and_the_demonst
         3,
         "{out}"
     );
-    for who in ["planner's best", "demonstrator's"] {
+    for who in ["planner's best", "demonstrator's", "holding still"] {
         let line = out.lines().find(|l| l.contains(who)).expect(who);
         let numbers: Vec<f32> = line
             .split(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))

@@ -2,6 +2,8 @@
 //! best plan in the simulator and ask the models about the frames that really come out. The gap
 //! between the imagined and the true terminal value (and safe-set probability) is what the
 //! planner gained from dynamics error; the demonstrator's own next actions give the scale.
+//! Holding still (zero actions) is checked too: demos rarely stand still, so it shows how far the
+//! dynamics follows an action it has hardly seen, rather than the motion it usually saw there.
 
 use crate::data::episode::Episode;
 use crate::data::replay::encode;
@@ -28,12 +30,15 @@ pub struct CheckedState {
     pub state: Vec<f64>,
     pub plan: Outcome,
     pub demo: Outcome,
+    /// Zero actions for the whole horizon, imagined with each dynamics member in turn (mean).
+    pub still: Outcome,
     /// The plan's first action, and the demonstrator's.
     pub plan_action: [f32; 2],
     pub demo_action: [f32; 2],
     /// Ground-truth states after playing the whole plan, and the demonstrator's actions.
     pub plan_end: Vec<f64>,
     pub demo_end: Vec<f64>,
+    pub still_end: Vec<f64>,
 }
 
 /// Checks every `every`-th state of each episode that leaves at least `cfg.horizon` demo actions
@@ -72,14 +77,25 @@ pub fn check(
                 true_safe_set: demo_truth.true_safe_set,
                 ..imagined(agent, &z0, &demo_actions, cfg)?
             };
+            let zero = vec![[0f32; 2]; h];
+            let (still_truth, still_end) = truth(agent, env, &state, obs, &zero)?;
+            let members = agent.dynamics_members();
+            let mut still = still_truth;
+            for m in 0..members {
+                let o = imagined_with(agent, &z0, &zero, cfg, vec![m; h])?;
+                still.imagined_value += o.imagined_value / members as f32;
+                still.imagined_safe_set += o.imagined_safe_set / members as f32;
+            }
             out.push(CheckedState {
                 state,
                 plan,
                 demo,
+                still,
                 plan_action: action,
                 demo_action: demo_actions[0],
                 plan_end,
                 demo_end,
+                still_end,
             });
         }
     }
@@ -99,15 +115,27 @@ pub fn imagined(
     actions: &[[f32; 2]],
     cfg: &PlannerConfig,
 ) -> Result<Outcome> {
+    let members = (0..actions.len())
+        .map(|t| t % agent.dynamics_members())
+        .collect();
+    imagined_with(agent, z0, actions, cfg, members)
+}
+
+/// [`imagined`] with the dynamics member of every step given.
+fn imagined_with(
+    agent: &Agent,
+    z0: &Tensor,
+    actions: &[[f32; 2]],
+    cfg: &PlannerConfig,
+    members: Vec<usize>,
+) -> Result<Outcome> {
     let job = Rollout {
         start: z0.to_vec1::<f32>()?,
         actions: actions.iter().flatten().copied().collect(),
         population: 1,
         horizon: actions.len(),
         particles: cfg.particles,
-        members: (0..actions.len())
-            .map(|t| t % agent.dynamics_members())
-            .collect(),
+        members,
         noise_seed: 0,
     };
     let stats = agent.rollout(&job)?;
@@ -145,8 +173,8 @@ pub fn truth(
     Ok((outcome, env.state()))
 }
 
-/// Means over checked states: (plan, demo) outcomes.
-pub fn summarize(checked: &[CheckedState]) -> (Outcome, Outcome) {
+/// Means over checked states: (plan, demo, holding still) outcomes.
+pub fn summarize(checked: &[CheckedState]) -> (Outcome, Outcome, Outcome) {
     let n = checked.len().max(1) as f32;
     let mean = |f: &dyn Fn(&CheckedState) -> Outcome| {
         let mut m = Outcome::default();
@@ -159,7 +187,7 @@ pub fn summarize(checked: &[CheckedState]) -> (Outcome, Outcome) {
         }
         m
     };
-    (mean(&|c| c.plan), mean(&|c| c.demo))
+    (mean(&|c| c.plan), mean(&|c| c.demo), mean(&|c| c.still))
 }
 
 #[cfg(test)]
@@ -198,8 +226,8 @@ mod tests {
             checked.len(),
             (1..ep.len() - cfg.horizon).step_by(20).count()
         );
-        let (plan, demo) = summarize(&checked);
-        for o in [plan, demo] {
+        let (plan, demo, still) = summarize(&checked);
+        for o in [plan, demo, still] {
             for x in [
                 o.imagined_value,
                 o.true_value,
@@ -211,5 +239,12 @@ mod tests {
         }
         // The demo's first action is the episode's.
         assert_eq!(checked[0].demo_action, ep.transitions[1].action);
+        // Holding still ends where it started, up to the simulator's small noise.
+        for c in &checked {
+            let moved = ((c.still_end[0] - c.state[0]).powi(2)
+                + (c.still_end[1] - c.state[1]).powi(2))
+            .sqrt();
+            assert!(moved < 2.0, "moved {moved} from {:?}", c.state);
+        }
     }
 }
