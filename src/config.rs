@@ -207,6 +207,15 @@ pub struct ReplayConfig {
     /// Transitions kept (oldest overwritten first). The spec names only push's 300 000; the
     /// other tasks use 35 000, which holds all of their demos and 25 × 10 agent episodes.
     pub capacity: usize,
+    /// Also store, from every state of every task demo, one uniformly random action played in
+    /// the simulator (`data::branch`): the dynamics then sees what other actions do along the
+    /// demonstrated path. Not in the original (it needs a simulator that can be set to a state);
+    /// on in the quick preset for navigation, off otherwise.
+    pub branch_demos: bool,
+    /// Branch every agent episode the same way as it joins the replay (its first state left
+    /// out, so a resumed run rebuilds exactly the same data). Not in the original; off in both
+    /// presets.
+    pub branch_agent: bool,
 }
 
 pub use crate::planner::PlannerConfig;
@@ -283,6 +292,8 @@ impl Config {
                     EnvKind::Push => 300_000,
                     EnvKind::Navigation | EnvKind::Reacher => 35_000,
                 },
+                branch_demos: false,
+                branch_agent: false,
             },
             planner: PlannerConfig::paper(env),
         }
@@ -340,6 +351,9 @@ impl Config {
         if env == EnvKind::Reacher {
             c.vae = VaeConfig::quick_reacher();
         }
+        // Measured on navigation only (README, Results): without them the initial agent stalls
+        // on the first leg on most seeds.
+        c.replay.branch_demos = env == EnvKind::Navigation;
         c
     }
 

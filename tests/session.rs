@@ -95,8 +95,10 @@ fn a_session_runs_every_phase_and_writes_every_artifact() {
     assert_eq!(planned_with, Some(20));
     assert_eq!(rounds[1].round, 1);
     assert_eq!(rounds[1].episodes, 1);
-    // The replay holds both demo sets and the agent's 200 transitions.
-    assert_eq!(session.replay().len(), 3 * 100 + 3 * 100 + 200);
+    // The replay holds both demo sets, the quick preset's random-action branches off the task
+    // demos (first steps left out: their start states are not stored) and the agent's 200
+    // transitions.
+    assert_eq!(session.replay().len(), 3 * 100 + 3 * 100 + 3 * 99 + 200);
 
     for f in [
         "config.json",
@@ -206,7 +208,8 @@ fn an_interrupted_session_resumes_without_losing_or_repeating_episodes() {
     );
     assert!(resumed.finished());
     // The replay holds the demos and all four agent episodes.
-    assert_eq!(resumed.replay().len(), 600 + 400);
+    // (plus the quick preset's branches off the 3 task demos, first steps left out)
+    assert_eq!(resumed.replay().len(), 600 + 3 * 99 + 400);
     assert!(
         lines(&dir.join("log.txt"))
             .iter()
@@ -340,4 +343,51 @@ fn a_checkpoint_of_another_environment_is_refused_before_anything_is_written() {
         "{msg}"
     );
     assert!(!dir.join("config.json").exists());
+}
+
+#[test]
+fn a_finished_run_goes_on_for_more_rounds_and_refuses_fewer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let mut opts = options(&dir);
+    let mut config = tiny();
+    config.online.num_updates = 1;
+    // Branches join the replay: off the 3 task demos and off each agent episode, 100 steps
+    // each, the first step (start state not stored on disk) left out.
+    config.replay.branch_demos = true;
+    config.replay.branch_agent = true;
+    opts.config = config.validated().unwrap();
+    let mut session = Session::create(opts).unwrap();
+    session.run_to_end(&mut |_| {}).unwrap();
+    assert_eq!(session.state().rounds_done, 1);
+    assert_eq!(session.replay().len(), 600 + 3 * 99 + 2 * (100 + 99));
+    drop(session);
+
+    let err = Session::resume_with_rounds(&dir, Some(0))
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains("already finished 1 rounds"),
+        "{err:#}"
+    );
+    // Unchanged rounds: nothing more to do.
+    assert!(Session::resume(&dir).unwrap().finished());
+
+    let mut more = Session::resume_with_rounds(&dir, Some(2)).unwrap();
+    assert!(!more.finished());
+    let mut started = Vec::new();
+    more.run_to_end(&mut |e| {
+        if let Event::EpisodeStarted { index, round, .. } = e {
+            started.push((index, round));
+        }
+    })
+    .unwrap();
+    assert_eq!(started, vec![(2, 1), (3, 1)]);
+    assert_eq!(more.state().rounds_done, 2);
+    // Rebuilt on resume: the same branches, then those of the new episodes.
+    assert_eq!(more.replay().len(), 600 + 3 * 99 + 4 * (100 + 99));
+    assert_eq!(lines(&dir.join("metrics.csv")).len(), 3);
+    // The new total is the run's own now: a plain resume finds it finished.
+    drop(more);
+    assert!(Session::resume(&dir).unwrap().finished());
 }

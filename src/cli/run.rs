@@ -62,7 +62,8 @@ pub struct RunArgs {
     /// Planner ablation.
     #[arg(long, value_enum, default_value_t = Ablation::None)]
     pub ablation: Ablation,
-    /// Online rounds (default: the preset's num_updates).
+    /// Online rounds (default: the preset's num_updates). With --resume, sets the run's total,
+    /// so a finished run goes on for more rounds.
     #[arg(long)]
     pub rounds: Option<usize>,
     /// Root of run folders: the run goes to <OUT>/<date>/<time>/.
@@ -82,7 +83,7 @@ pub struct RunArgs {
 /// `ls3 run`.
 pub fn run(args: &RunArgs) -> Result<()> {
     let mut session = match &args.resume {
-        Some(dir) => Session::resume(dir)?,
+        Some(dir) => Session::resume_with_rounds(dir, args.rounds)?,
         None => {
             let mut config = match (&args.config, args.env) {
                 (Some(path), env) => {

@@ -116,7 +116,12 @@ pub fn train_modules(args: &TrainArgs, vae: &Path, modules: &[String]) -> Result
     } else {
         vae.to_path_buf()
     };
-    let (episodes, config, run, agent) = start(args, |_| {})?;
+    let (mut episodes, config, run, agent) = start(args, |_| {})?;
+    if config.replay.branch_demos {
+        let branches = ls3::data::branch::branch_task_demos(args.env, &episodes, args.seed);
+        println!("random-action branches off {} task demos", branches.len());
+        episodes.extend(branches);
+    }
     checkpoint::load_module(&agent, ModuleKind::Vae, &vae_file)
         .with_context(|| format!("loading the VAE from {}", vae.display()))?;
     let mut bars = PhaseBars::default();

@@ -1,7 +1,8 @@
 //! Data: episodes and their labels, `.npy` arrays, on-disk demo sets, demo collection, image
-//! augmentation, and the latent replay buffer the latent modules train from.
+//! augmentation, random-action branches off the demos, and the latent replay buffer the latent modules train from.
 
 pub mod augment;
+pub mod branch;
 pub mod collect;
 pub mod dataset;
 pub mod episode;

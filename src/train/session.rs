@@ -10,7 +10,7 @@ use super::observer::{Event, Observer};
 use super::phases::{PhaseProgress, load_demos, write_vae_grids};
 use super::run_state::{Layout, RunConfig, RunState, read_json};
 use super::{ChunkReport, Trainer};
-use crate::config::{Config, Preset, Valid};
+use crate::config::{Config, Preset, Valid, Validate};
 use crate::data::collect::demo_episode;
 use crate::data::dataset::{count_episodes, read_episode, write_episode};
 use crate::data::episode::Episode;
@@ -188,16 +188,38 @@ impl Session {
     /// checkpoint, the demos and every stored agent episode (none is lost; an episode stored
     /// after the last checkpoint counts toward the round in progress).
     pub fn resume(dir: &Path) -> Result<Self> {
+        Self::resume_with_rounds(dir, None)
+    }
+
+    /// [`Session::resume`], first setting the run's online rounds to `rounds` (saved in its
+    /// `config.json`): a finished run continues for the extra rounds. Fewer rounds than are
+    /// already done is refused.
+    pub fn resume_with_rounds(dir: &Path, rounds: Option<usize>) -> Result<Self> {
         let layout = Layout(dir);
         if !layout.config().is_file() {
             bail!("{} is not a run folder (no config.json)", dir.display());
         }
-        let run: RunConfig = read_json(&layout.config())?;
+        let mut run: RunConfig = read_json(&layout.config())?;
         let mut state: RunState = if layout.state().is_file() {
             read_json(&layout.state())?
         } else {
             RunState::default()
         };
+        let before = run.config.online.num_updates;
+        if let Some(n) = rounds.filter(|&n| n != before) {
+            if n < state.rounds_done {
+                bail!(
+                    "rounds {n}: {} has already finished {} rounds",
+                    dir.display(),
+                    state.rounds_done
+                );
+            }
+            let mut config = run.config.clone().into_inner();
+            config.online.num_updates = n;
+            run.config = config.validated()?;
+            RunDir::open(dir)?.write_json("config.json", &run)?;
+            state.finished = state.rounds_done >= n;
+        }
         // Episodes written after the last state update still count.
         let on_disk = match count_episodes(&layout.episodes()) {
             Ok(n) => n,
@@ -213,6 +235,12 @@ impl Session {
         let start = run.checkpoint.clone();
         let mut session = Self::build(run, dir.to_path_buf(), state)?;
         session.logln(&format!("resuming {}", dir.display()))?;
+        if session.run.config.online.num_updates != before {
+            session.logln(&format!(
+                "online rounds: {before} -> {}",
+                session.run.config.online.num_updates
+            ))?;
+        }
         match (own, start) {
             (Some(ck), _) => session.load_modules(&ck, true)?,
             (None, Some(ck)) => session.load_modules(&ck, false)?,
@@ -679,6 +707,9 @@ impl Session {
     }
 
     fn encode(&mut self, i: usize, obs: &mut dyn Observer) -> Result<Stage> {
+        if i == 0 && self.run.config.replay.branch_demos {
+            self.add_branches()?;
+        }
         let total = self.demos.len() + self.stored.len();
         if i < total {
             let ep = if i < self.demos.len() {
@@ -689,6 +720,15 @@ impl Session {
             self.replay
                 .add_episode(&self.agent, ep)
                 .with_context(|| format!("encoding episode {i} into the replay buffer"))?;
+            if i >= self.demos.len() {
+                add_agent_branch(
+                    &mut self.replay,
+                    &self.agent,
+                    &self.run,
+                    ep,
+                    i - self.demos.len(),
+                )?;
+            }
             obs.event(Event::Progress(PhaseProgress {
                 phase: "encode".into(),
                 done: i + 1,
@@ -707,6 +747,19 @@ impl Session {
         } else {
             Stage::Init { module: 0, done: 0 }
         })
+    }
+
+    /// Appends one random-action branch episode per task demo (`replay.branch_demos`), from a
+    /// stream seeded by the run's seed, so a resumed run rebuilds the same ones.
+    fn add_branches(&mut self) -> Result<()> {
+        let branches =
+            crate::data::branch::branch_task_demos(self.run.config.env, &self.demos, self.run.seed);
+        self.logln(&format!(
+            "random-action branches off {} task demos added for the latent modules",
+            branches.len()
+        ))?;
+        self.demos.extend(branches);
+        Ok(())
     }
 
     fn init(&mut self, module: usize, done: usize, obs: &mut dyn Observer) -> Result<Stage> {
@@ -796,6 +849,7 @@ impl Session {
         self.replay
             .add_episode(&self.agent, &ep)
             .context("adding the episode to the replay buffer")?;
+        add_agent_branch(&mut self.replay, &self.agent, &self.run, &ep, index)?;
         self.metrics.episode(&summary)?;
         self.state.episodes += 1;
         self.write_state()?;
@@ -939,4 +993,25 @@ pub fn evaluate(
         out.push(s);
     }
     Ok(out)
+}
+
+/// With `replay.branch_agent`, adds the random-action branches of agent episode `index` to the
+/// replay (`data::branch`).
+fn add_agent_branch(
+    replay: &mut LatentReplay,
+    agent: &Agent,
+    run: &RunConfig,
+    ep: &Episode,
+    index: usize,
+) -> Result<()> {
+    if !run.config.replay.branch_agent {
+        return Ok(());
+    }
+    let kind = run.config.env;
+    if let Some(b) = crate::data::branch::branch_agent_episode(kind, ep, run.seed, index) {
+        replay
+            .add_episode(agent, &b)
+            .with_context(|| format!("adding the branches of episode {index} to the replay"))?;
+    }
+    Ok(())
 }
