@@ -1,6 +1,14 @@
-//! Presentation of the library's long-running jobs on a terminal: progress bars and summaries.
-//! Only the `ls3` binary uses this; the work itself lives in the library.
+//! The `ls3` commands: each module holds one command's (or a few related commands')
+//! arguments and its presentation on a terminal (progress bars, summaries). Only the `ls3`
+//! binary uses this; the work itself lives in the library.
 
+pub mod app;
+pub mod checkpoint;
+pub mod collect;
+pub mod config;
+pub mod dynamics_error;
+pub mod heatmap;
+pub mod plan_check;
 pub mod probe;
 pub mod results;
 pub mod run;
@@ -8,7 +16,10 @@ pub mod train;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use ls3::config::Preset;
+use ls3::data::collect::demo_episode;
+use ls3::data::episode::Episode;
 use ls3::env::EnvKind;
+use ls3::env::demos::DemoSet;
 use ls3::train::phases::PhaseProgress;
 use std::path::PathBuf;
 
@@ -75,4 +86,20 @@ impl PhaseBars {
             bar.finish();
         }
     }
+}
+
+/// `episodes` episodes of `kind`'s first demo set (its task demonstrator), seeded from `seed`
+/// and `stream` apart from `ls3 collect`'s, so they are not the training demos.
+pub fn fresh_task_demos(
+    kind: EnvKind,
+    seed: u64,
+    stream: &str,
+    episodes: usize,
+) -> (&'static DemoSet, Vec<Episode>) {
+    let demo_seed = ls3::seed::derive(seed, stream, 0);
+    let set = &kind.demo_sets()[0];
+    let eps = (0..episodes)
+        .map(|i| demo_episode(kind, set, demo_seed, i))
+        .collect();
+    (set, eps)
 }

@@ -6,7 +6,24 @@ use ls3::data::collect::demo_episode;
 use ls3::data::episode::Episode;
 use ls3::env::EnvKind;
 use ls3::model::probe::{DEFAULT_FRAMES, ProbeReport, probe};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Arguments of `ls3 probe`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ProbeArgs {
+    /// The agent's checkpoint folder (only its VAE is used).
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint_folder: PathBuf,
+    /// Demo sets to probe on (<DATA>/<env>/<SetName>/); default: fresh demos.
+    #[arg(long, value_name = "DATA")]
+    pub data: Option<PathBuf>,
+    /// Fresh demo episodes per demo set (without --data).
+    #[arg(long, default_value_t = 20)]
+    pub episodes: usize,
+    /// Seed of the fresh demos.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
 
 /// Demo episodes of every set of `kind`, `per_set` each, from `seed`'s "probe" stream.
 pub fn fresh_demos(kind: EnvKind, seed: u64, per_set: usize) -> Vec<Episode> {

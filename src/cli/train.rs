@@ -9,7 +9,30 @@ use ls3::model::agent::{Agent, ModuleKind};
 use ls3::model::checkpoint;
 use ls3::run::RunDir;
 use ls3::train::{Trainer, phases};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Arguments of `ls3 train-vae`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct TrainVaeArgs {
+    #[command(flatten)]
+    pub run: TrainArgs,
+    /// Write reconstruction and sample grids every this many iterations.
+    #[arg(long, default_value_t = 500)]
+    pub png_every: usize,
+}
+
+/// Arguments of `ls3 train-modules`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct TrainModulesArgs {
+    #[command(flatten)]
+    pub run: TrainArgs,
+    /// The trained VAE: a checkpoint folder or its vae.safetensors.
+    #[arg(long)]
+    pub vae: PathBuf,
+    /// Modules to train, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "dyn,val,ss,constr,gi")]
+    pub modules: Vec<String>,
+}
 
 /// The demos, the configuration (the preset's or --config's, with `flags` applied, checked), a
 /// fresh run folder and a fresh agent.

@@ -2,9 +2,10 @@
 //! episode `i` of set `S` depends only on (seed, S, i), never on thread scheduling.
 
 use super::dataset::write_episode;
+use super::demo::run_episode;
 use super::episode::Episode;
 use crate::env::EnvKind;
-use crate::env::demos::{DemoSet, run_episode};
+use crate::env::demos::DemoSet;
 use crate::seed::derive;
 use anyhow::{Context, Result, bail};
 use rand::SeedableRng;

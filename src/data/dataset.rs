@@ -227,14 +227,15 @@ pub fn read_set(dir: &Path) -> Result<Vec<Episode>, DatasetError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::{EnvKind, demos};
+    use crate::data::demo::run_episode;
+    use crate::env::EnvKind;
     use rand::SeedableRng;
 
     fn demo(seed: u64) -> Episode {
         let kind = EnvKind::Navigation;
         let mut env = kind.make(seed);
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        demos::run_episode(env.as_mut(), &kind.demo_sets()[0], &mut rng)
+        run_episode(env.as_mut(), &kind.demo_sets()[0], &mut rng)
     }
 
     #[test]

@@ -1,10 +1,12 @@
-//! Data: episodes and their labels, `.npy` arrays, on-disk demo sets, demo collection, image
-//! augmentation, random-action branches off the demos, and the latent replay buffer the latent modules train from.
+//! Data: episodes and their labels, playing teachers for demo episodes, `.npy` arrays, on-disk
+//! demo sets, demo collection, image augmentation, random-action branches off recorded episodes,
+//! and the latent replay buffer the latent modules train from.
 
 pub mod augment;
 pub mod branch;
 pub mod collect;
 pub mod dataset;
+pub mod demo;
 pub mod episode;
 pub mod images;
 pub mod npy;

@@ -1,8 +1,8 @@
-//! Scripted demonstrators (LS3_SPEC §2): the demo sets of each environment and the loop that
-//! runs a teacher for one labelled episode.
+//! Scripted demonstrators (LS3_SPEC §2): the demo sets of each environment, their teachers and
+//! the noisy action a set stores. Playing a teacher for a labelled episode is
+//! `data::demo::run_episode`.
 
-use super::{Env, EnvKind, FrameStack};
-use crate::data::episode::{Episode, Transition, label};
+use super::{Env, EnvKind};
 use rand::Rng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal};
@@ -183,53 +183,4 @@ impl EnvKind {
             EnvKind::Push => &PUSH_SETS,
         }
     }
-}
-
-/// Runs one demo episode of `set` in `env` and returns it labelled. Teacher randomness and action
-/// noise come from `rng`; simulator noise from the env's own stream.
-pub fn run_episode(env: &mut dyn Env, set: &DemoSet, rng: &mut StdRng) -> Episode {
-    run_episode_with(env, set, set.teacher.build(), rng)
-}
-
-/// [`run_episode`] with another teacher than the set's own (e.g. one with other start rules).
-pub fn run_episode_with(
-    env: &mut dyn Env,
-    set: &DemoSet,
-    mut teacher: Box<dyn Teacher>,
-    rng: &mut StdRng,
-) -> Episode {
-    let kind = env.kind();
-    let mut stack = FrameStack::new(kind.frame_stack());
-    stack.reset(env);
-    teacher.begin(env, rng);
-    let start_state = env.state();
-    let mut obs = stack.restart(env.render());
-    let std = set.noise * 2.0 * kind.action_bound();
-    let noise = Normal::new(0.0f32, std.max(f32::MIN_POSITIVE)).expect("finite std");
-
-    let n = obs.len();
-    let mut ep = Episode {
-        frame_stack: kind.frame_stack(),
-        transitions: Vec::with_capacity(set.steps),
-        obs: Vec::with_capacity(set.steps * n),
-        next_obs: Vec::with_capacity(set.steps * n),
-        start_state: Some(start_state),
-    };
-    for t in 0..set.steps {
-        let state = env.state();
-        let a = set.action(kind, teacher.as_mut(), t, &state, &noise, rng);
-        let (step, next) = stack.step(env, a);
-        ep.obs.extend_from_slice(&obs);
-        ep.next_obs.extend_from_slice(&next);
-        ep.transitions.push(Transition::unlabelled(
-            a,
-            step.reward,
-            step.constraint,
-            set.on_policy,
-            Some(step.state),
-        ));
-        obs = next;
-    }
-    label(&mut ep.transitions);
-    ep
 }

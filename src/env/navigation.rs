@@ -314,38 +314,4 @@ mod tests {
         assert_eq!(run(9), run(9));
         assert_ne!(run(9), run(10));
     }
-
-    fn demo_rates(set: usize, episodes: usize) -> (f64, f64) {
-        let set = &EnvKind::Navigation.demo_sets()[set];
-        let (mut success, mut violated) = (0, 0);
-        for i in 0..episodes {
-            let ep = crate::data::collect::demo_episode(EnvKind::Navigation, set, 11, i);
-            assert_eq!(ep.len(), 100);
-            success += ep.success() as usize;
-            violated += ep.violated() as usize;
-        }
-        (
-            success as f64 / episodes as f64,
-            violated as f64 / episodes as f64,
-        )
-    }
-
-    #[test]
-    fn task_demos_reach_the_goal_safely() {
-        let (success, violated) = demo_rates(0, 50);
-        assert!(success >= 0.9, "task demo success {success}");
-        assert!(
-            violated <= 0.1,
-            "task demos violated in {violated} of episodes"
-        );
-    }
-
-    #[test]
-    fn constraint_demos_mostly_enter_the_wall() {
-        let (_, violated) = demo_rates(1, 50);
-        assert!(
-            violated > 0.7,
-            "constraint demos violated in only {violated} of episodes"
-        );
-    }
 }

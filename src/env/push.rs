@@ -613,37 +613,4 @@ mod tests {
         assert_eq!(env.state()[12], 1.0);
         assert!(env.step([0.0, 0.0]).constraint);
     }
-
-    /// Fractions of `episodes` demos of `set` that reached the goal and that violated.
-    fn demo_rates(set: usize, episodes: usize) -> (f64, f64) {
-        let set = &EnvKind::Push.demo_sets()[set];
-        let (mut success, mut violated) = (0, 0);
-        for i in 0..episodes {
-            let ep = crate::data::collect::demo_episode(EnvKind::Push, set, 11, i);
-            assert_eq!(ep.len(), EnvKind::Push.horizon());
-            success += ep.success() as usize;
-            violated += ep.violated() as usize;
-        }
-        let n = episodes as f64;
-        (success as f64 / n, violated as f64 / n)
-    }
-
-    #[test]
-    fn task_demos_clear_all_three_blocks_safely() {
-        let (success, violated) = demo_rates(0, 30);
-        assert!(success >= 0.9, "task demo success {success}");
-        assert!(
-            violated <= 0.05,
-            "task demos violated in {violated} of episodes"
-        );
-    }
-
-    #[test]
-    fn outburst_demos_often_push_blocks_off_the_table() {
-        let (_, violated) = demo_rates(1, 30);
-        assert!(
-            violated >= 0.4,
-            "outburst demos violated in {violated} of episodes"
-        );
-    }
 }

@@ -420,6 +420,16 @@ pub struct InteractionTeacher {
     previous: [f32; 2],
 }
 
+impl InteractionTeacher {
+    /// A random walk from the start `start` gives.
+    pub fn new(start: StartRule) -> Self {
+        Self {
+            start,
+            previous: [0.0, 0.0],
+        }
+    }
+}
+
 impl Teacher for InteractionTeacher {
     fn begin(&mut self, env: &mut dyn Env, rng: &mut StdRng) {
         self.start.apply(env, rng);
@@ -438,7 +448,6 @@ impl Teacher for InteractionTeacher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::demos::run_episode;
 
     fn close(a: f64, b: f64, tol: f64) -> bool {
         (a - b).abs() <= tol
@@ -615,147 +624,11 @@ mod tests {
     }
 
     #[test]
-    fn same_seed_same_episode() {
-        let set = EnvKind::Reacher.demo_sets()[2];
-        let run = |seed| {
-            let mut env = Reacher::new(seed);
-            let mut rng = StdRng::seed_from_u64(seed);
-            let ep = run_episode(&mut env, &set, &mut rng);
-            (
-                ep.start_state,
-                ep.obs,
-                ep.transitions.last().unwrap().state.clone(),
-            )
-        };
-        assert_eq!(run(9), run(9));
-        assert_ne!(run(9), run(10));
-        // the reset itself is deterministic
+    fn reset_starts_every_seed_at_the_start_pose() {
         let mut a = Reacher::new(1);
         let mut b = Reacher::new(2);
         assert_eq!(a.reset(), b.reset());
         assert_eq!(a.state(), vec![START[0], START[1], 0.0, 0.0]);
-    }
-
-    /// Runs `episodes` demos of set `index` (seeds 0..episodes) and returns the fraction that
-    /// reached the goal and the fraction that violated the constraint.
-    fn demo_rates(index: usize, episodes: u64) -> (f64, f64) {
-        let set = EnvKind::Reacher.demo_sets()[index];
-        let (mut success, mut violated) = (0, 0);
-        for seed in 0..episodes {
-            let mut env = Reacher::new(seed);
-            let mut rng = StdRng::seed_from_u64(1000 + seed);
-            let ep = run_episode(&mut env, &set, &mut rng);
-            success += ep.transitions.iter().any(|t| t.reward == 0.0) as usize;
-            violated += ep.transitions.iter().any(|t| t.constraint) as usize;
-        }
-        let n = episodes as f64;
-        (success as f64 / n, violated as f64 / n)
-    }
-
-    #[test]
-    fn task_demos_mostly_reach_the_target() {
-        let (success, violated) = demo_rates(0, 40);
-        eprintln!("task demos: success {success}, violation {violated}");
-        assert!(success >= 0.8, "success rate {success}");
-    }
-
-    #[test]
-    fn constraint_demos_mostly_violate() {
-        let (_, violated) = demo_rates(1, 40);
-        eprintln!("constraint demos: violation {violated}");
-        assert!(violated > 0.5, "violation rate {violated}");
-    }
-
-    #[test]
-    fn interaction_demos_are_twenty_step_noisy_random_walks_from_random_starts() {
-        let set = EnvKind::Reacher.demo_sets()[2];
-        assert!(set.noise > 0.0 && set.random_first);
-        let mut starts = vec![];
-        for seed in 0..10 {
-            let mut env = Reacher::new(seed);
-            let mut rng = StdRng::seed_from_u64(2000 + seed);
-            let ep = run_episode(&mut env, &set, &mut rng);
-            assert_eq!(ep.transitions.len(), 20);
-            let start = ep.start_state.unwrap();
-            assert!(start[0].abs() <= PI && start[1].abs() <= 0.85 * PI);
-            starts.push(start);
-        }
-        starts.dedup();
-        assert_eq!(starts.len(), 10);
-        // the fixed rule starts every episode at the start pose
-        let mut env = Reacher::new(0);
-        let mut rng = StdRng::seed_from_u64(0);
-        let teacher = Box::new(InteractionTeacher {
-            start: StartRule::Fixed,
-            ..Default::default()
-        });
-        let ep = crate::env::demos::run_episode_with(&mut env, &set, teacher, &mut rng);
-        assert_eq!(ep.start_state.unwrap(), vec![START[0], START[1], 0.0, 0.0]);
-    }
-
-    #[test]
-    fn the_first_demo_action_is_uniformly_random() {
-        // The task teacher's first action from the start would be clip((π, 0) − start) =
-        // (1, −1); random first actions spread over the whole box instead.
-        let set = EnvKind::Reacher.demo_sets()[0];
-        let firsts: Vec<[f32; 2]> = (0..40)
-            .map(|seed| {
-                let mut env = Reacher::new(seed);
-                let mut rng = StdRng::seed_from_u64(seed);
-                run_episode(&mut env, &set, &mut rng).transitions[0].action
-            })
-            .collect();
-        for j in 0..2 {
-            let mean = firsts.iter().map(|a| a[j]).sum::<f32>() / 40.0;
-            assert!(mean.abs() < 0.3, "action {j} mean {mean}");
-            assert!(firsts.iter().any(|a| a[j] > 0.5) && firsts.iter().any(|a| a[j] < -0.5));
-        }
-    }
-
-    /// Success, violation and constraint-positive share of transitions of a teacher's episodes
-    /// under a start rule, for the README's comparison of the two rules.
-    fn rates_with(set: usize, start: StartRule, episodes: u64) -> (f64, f64, f64) {
-        let mut spec = EnvKind::Reacher.demo_sets()[set];
-        spec.count = episodes as usize;
-        let (mut success, mut violated, mut positive, mut steps) = (0, 0, 0, 0);
-        for seed in 0..episodes {
-            let mut env = Reacher::new(seed);
-            let mut rng = StdRng::seed_from_u64(3000 + seed);
-            let teacher: Box<dyn Teacher> = match set {
-                1 => Box::new(ConstraintTeacher { start }),
-                _ => Box::new(InteractionTeacher {
-                    start,
-                    ..Default::default()
-                }),
-            };
-            let ep = crate::env::demos::run_episode_with(&mut env, &spec, teacher, &mut rng);
-            success += ep.transitions.iter().any(|t| t.reward == 0.0) as usize;
-            violated += ep.transitions.iter().any(|t| t.constraint) as usize;
-            positive += ep.transitions.iter().filter(|t| t.constraint).count();
-            steps += ep.transitions.len();
-        }
-        let n = episodes as f64;
-        (
-            success as f64 / n,
-            violated as f64 / n,
-            positive as f64 / steps as f64,
-        )
-    }
-
-    #[test]
-    fn start_rules_compared() {
-        for (set, name) in [(1, "constraint"), (2, "interaction")] {
-            let fixed = rates_with(set, StartRule::Fixed, 40);
-            let random = rates_with(set, StartRule::Random, 40);
-            eprintln!(
-                "{name} demos (success, violating episodes, constraint-positive steps): \
-                 fixed {fixed:.3?}, random {random:.3?}"
-            );
-            if set == 1 {
-                // from either start the constraint teacher reaches the obstacle
-                assert!(fixed.1 > 0.5 && random.1 > 0.5, "{fixed:?} {random:?}");
-            }
-        }
     }
 
     /// Pixels of one colour within `tol` per channel.

@@ -6,8 +6,9 @@
 //! When nothing is feasible the safe-set threshold decays and the search restarts from uniform
 //! samples; when that keeps failing the planner acts randomly.
 
-use super::models::{LatentModels, Rollout, RolloutStats};
+use super::models::LatentModels;
 use super::record::PlanRecord;
+use super::rollout::{Rollout, RolloutStats};
 use super::{Fallback, PlannerConfig};
 use crate::env::EnvKind;
 use crate::valid::Valid;

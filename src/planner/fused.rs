@@ -1,14 +1,14 @@
-//! The agent's CPU rollout: the same computation as [`super::models::tensor_rollout`], organised
-//! for the cache. Candidates are split into groups of about [`GROUP_ROWS`] particles; one thread
-//! imagines a whole group (every step of the dynamics, then every head on every latent) in
-//! buffers that stay in its L2 cache, and the threads of candle's CPU pool take groups from a
-//! shared counter until none is left. Only the per-candidate summaries leave a group.
+//! The agent's CPU rollout: the same computation as the portable tensor rollout of `models.rs`,
+//! organised for the cache. Candidates are split into groups of about [`GROUP_ROWS`] particles;
+//! one thread imagines a whole group (every step of the dynamics, then every head on every
+//! latent) in buffers that stay in its L2 cache, and the threads of candle's CPU pool take groups
+//! from a shared counter until none is left. Only the per-candidate summaries leave a group.
 //!
 //! Inside a group every activation is feature-major (see [`super::kernel`]): row `c·P + q` is
 //! particle `q` of the group's candidate `c`.
 
 use super::kernel::{PackedLayer, dense, dot, gaussian_step};
-use super::models::{Rollout, RolloutStats, delta_scale};
+use super::rollout::{Rollout, RolloutStats, delta_scale};
 use crate::model::agent::{Agent, ModuleKind};
 use crate::model::mlp::Mlp;
 use candle_core::{Result, Tensor};
@@ -510,92 +510,16 @@ fn copy_group(g: &RolloutStats, all: &mut RolloutStats, c0: usize, c1: usize, h:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::EnvKind;
-    use crate::model::agent::AgentSpec;
-    use crate::planner::models::tensor_rollout;
-    use candle_core::{Device, Tensor};
-
-    fn agent_with_delta_normalisation() -> Agent {
-        let agent = Agent::new(AgentSpec::for_env(EnvKind::Navigation), &Device::Cpu, 3).unwrap();
-        let vars = agent.vars(ModuleKind::Dyn).data().lock().unwrap();
-        let mean: Vec<f32> = (0..32).map(|d| 0.01 * d as f32 - 0.1).collect();
-        let var: Vec<f32> = (0..32).map(|d| 0.2 + 0.05 * d as f32).collect();
-        vars["delta_rms.mean"]
-            .set(&Tensor::new(mean, &Device::Cpu).unwrap())
-            .unwrap();
-        vars["delta_rms.var"]
-            .set(&Tensor::new(var, &Device::Cpu).unwrap())
-            .unwrap();
-        drop(vars);
-        agent
-    }
-
-    fn job(population: usize, particles: usize, horizon: usize) -> Rollout {
-        let actions = (0..population * horizon * 2)
-            .map(|i| ((i * 7919) % 601) as f32 / 100.0 - 3.0)
-            .collect();
-        Rollout {
-            start: (0..32).map(|d| (d as f32 * 0.37).sin()).collect(),
-            actions,
-            population,
-            horizon,
-            particles,
-            members: (0..horizon).map(|t| (t * 3 + 1) % 5).collect(),
-            noise_seed: 11,
-        }
-    }
-
-    fn assert_close(name: &str, fused: &[f32], tensor: &[f32]) {
-        assert_eq!(fused.len(), tensor.len(), "{name} length");
-        for (i, (a, b)) in fused.iter().zip(tensor).enumerate() {
-            assert!(
-                (a - b).abs() <= 2e-4 * (1.0 + b.abs()),
-                "{name}[{i}]: fused {a}, tensor {b}"
-            );
-        }
-    }
-
-    #[test]
-    fn fused_rollout_matches_the_tensor_rollout() {
-        let agent = agent_with_delta_normalisation();
-        let fused = FusedModels::from_agent(&agent).unwrap();
-        // one group; groups with a partial last one; a candidate over two head blocks; …
-        for (n, p, h) in [(7, 3, 3), (9, 50, 2), (2, 250, 3), (5, 1, 1), (40, 7, 2)] {
-            let job = job(n, p, h);
-            let (f, t) = (
-                fused.rollout(&job).unwrap(),
-                tensor_rollout(&agent, &job).unwrap(),
-            );
-            assert_close("value", &f.value, &t.value);
-            assert_close("safe set", &f.safe_set, &t.safe_set);
-            assert_close("constraint", &f.constraint, &t.constraint);
-            assert_close("goal", &f.goal_logit, &t.goal_logit);
-            assert_close("latents", &f.latents, &t.latents);
-        }
-    }
+    use crate::planner::testing::{agent_with_delta_normalisation, rollout_job};
 
     #[test]
     fn a_job_the_models_cannot_imagine_is_an_error_not_a_panic() {
         let fused = FusedModels::from_agent(&agent_with_delta_normalisation()).unwrap();
-        let mut short = job(3, 2, 2);
+        let mut short = rollout_job(3, 2, 2);
         short.start.truncate(10);
         assert!(fused.rollout(&short).is_err());
-        let mut member = job(3, 2, 2);
+        let mut member = rollout_job(3, 2, 2);
         member.members[1] = 5;
         assert!(fused.rollout(&member).is_err());
-    }
-
-    #[test]
-    fn the_agent_uses_the_fused_rollout_on_the_cpu() {
-        let agent = agent_with_delta_normalisation();
-        let job = job(4, 2, 2);
-        let via_trait = crate::planner::LatentModels::rollout(&agent, &job).unwrap();
-        assert_eq!(
-            via_trait,
-            FusedModels::from_agent(&agent)
-                .unwrap()
-                .rollout(&job)
-                .unwrap()
-        );
     }
 }

@@ -3,6 +3,8 @@
 //! the learned safe set, refit, and execute the first action of the best plan.
 //!
 //! - [`cem`]: the [`Planner`] (sampling, scoring, elites, threshold decay, random fallback).
+//! - [`rollout`]: the [`Rollout`] job (candidates, particles, noise) and the [`RolloutStats`]
+//!   summaries that every rollout shares.
 //! - [`models`]: the [`LatentModels`] seam between the planner and the networks, with a portable
 //!   tensor rollout that any implementation gets for free.
 //! - [`fused`] and [`kernel`]: the agent's CPU fast path (the whole rollout of a group of
@@ -14,12 +16,14 @@ pub mod fused;
 pub mod kernel;
 pub mod models;
 pub mod record;
+pub mod rollout;
 #[cfg(test)]
 mod testing;
 
 pub use cem::{PlanError, Planner};
-pub use models::{LatentModels, Rollout, RolloutStats};
+pub use models::LatentModels;
 pub use record::PlanRecord;
+pub use rollout::{Rollout, RolloutStats};
 
 use crate::valid::{ConfigError, Validate, check, positive_count, unit_interval};
 use serde::{Deserialize, Serialize};

@@ -4,14 +4,12 @@
 //! the models' device; the agent overrides it on the CPU with the fused path of [`super::fused`].
 
 use super::fused::FusedModels;
+use super::rollout::{Rollout, RolloutStats, delta_scale};
 use crate::model::agent::Agent;
-use crate::model::dynamics::{Dynamics, MEMBERS};
+use crate::model::dynamics::MEMBERS;
 use crate::model::mlp::Mlp;
 use candle_core::{D, Device, IndexOp, Result, Tensor};
 use candle_nn::ops::sigmoid;
-use rand::SeedableRng;
-use rand::rngs::SmallRng;
-use rand_distr::{Distribution, StandardNormal};
 
 /// The models the planner imagines with. Tensors are `[B, latent]` latents and `[B, 2]` actions on
 /// [`LatentModels::device`].
@@ -35,79 +33,6 @@ pub trait LatentModels {
     /// instead of [`LatentModels::rollout`].
     fn packed(&self) -> Result<Option<FusedModels>> {
         Ok(None)
-    }
-}
-
-/// One scoring of a CEM population: who to imagine, with which ensemble members and noise.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Rollout {
-    /// The latent every particle starts from.
-    pub start: Vec<f32>,
-    /// Candidate action sequences, `[population][horizon][2]`.
-    pub actions: Vec<f32>,
-    pub population: usize,
-    pub horizon: usize,
-    pub particles: usize,
-    /// The dynamics member used at each step (all particles of all candidates), `[horizon]`.
-    pub members: Vec<usize>,
-    /// Seeds the per-candidate noise streams of [`Rollout::noise`].
-    pub noise_seed: u64,
-}
-
-impl Rollout {
-    /// Size of a latent.
-    pub fn latent(&self) -> usize {
-        self.start.len()
-    }
-
-    /// Action `t` of candidate `c`.
-    pub fn action(&self, c: usize, t: usize) -> [f32; 2] {
-        let i = (c * self.horizon + t) * 2;
-        [self.actions[i], self.actions[i + 1]]
-    }
-
-    /// Floats of noise per candidate: horizon × particles × latent.
-    pub fn noise_len(&self) -> usize {
-        self.horizon * self.particles * self.latent()
-    }
-
-    /// Candidate `c`'s standard-normal noise ε, ordered `[step][particle][dim]`. Every candidate
-    /// has its own stream, so any grouping of candidates (threads, chunks, devices) imagines the
-    /// same particles.
-    pub fn noise(&self, c: usize, out: &mut [f32]) {
-        let seed = crate::seed::derive(self.noise_seed, "rollout-noise", c as u64);
-        let mut rng = SmallRng::seed_from_u64(seed);
-        for x in out.iter_mut() {
-            *x = StandardNormal.sample(&mut rng);
-        }
-    }
-}
-
-/// Per-candidate summaries of a rollout (host memory; the planner scores them).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct RolloutStats {
-    /// Mean over particles of the value at the final latent, `[population]`.
-    pub value: Vec<f32>,
-    /// Mean over particles of the safe-set probability at the final latent, `[population]`.
-    pub safe_set: Vec<f32>,
-    /// Max over particles of the constraint probability, `[population][horizon]`.
-    pub constraint: Vec<f32>,
-    /// Mean over particles of the goal logit, `[population][horizon]`.
-    pub goal_logit: Vec<f32>,
-    /// Mean over particles of the latent after each step, `[population][horizon][latent]`.
-    pub latents: Vec<f32>,
-}
-
-impl RolloutStats {
-    /// Zeroed summaries of `population` candidates.
-    pub fn zeros(population: usize, horizon: usize, latent: usize) -> Self {
-        Self {
-            value: vec![0.0; population],
-            safe_set: vec![0.0; population],
-            constraint: vec![0.0; population * horizon],
-            goal_logit: vec![0.0; population * horizon],
-            latents: vec![0.0; population * horizon * latent],
-        }
     }
 }
 
@@ -251,13 +176,6 @@ impl HeadStack {
     }
 }
 
-/// The dynamics' delta statistics as (mean, std): the model predicts normalised deltas, so a
-/// latent-space delta is `mean + std · prediction`. Without normalisation the statistics keep
-/// their initial (0, 1) and this is the identity.
-pub fn delta_scale(d: &Dynamics) -> Result<(Tensor, Tensor)> {
-    Ok((d.delta_mean.clone(), (&d.delta_var + 1e-8)?.sqrt()?))
-}
-
 impl LatentModels for Agent {
     fn device(&self) -> &Device {
         &self.device
@@ -305,5 +223,54 @@ impl LatentModels for Agent {
         } else {
             Ok(None)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::planner::testing::{agent_with_delta_normalisation, rollout_job};
+
+    fn assert_close(name: &str, fused: &[f32], tensor: &[f32]) {
+        assert_eq!(fused.len(), tensor.len(), "{name} length");
+        for (i, (a, b)) in fused.iter().zip(tensor).enumerate() {
+            assert!(
+                (a - b).abs() <= 2e-4 * (1.0 + b.abs()),
+                "{name}[{i}]: fused {a}, tensor {b}"
+            );
+        }
+    }
+
+    #[test]
+    fn fused_rollout_matches_the_tensor_rollout() {
+        let agent = agent_with_delta_normalisation();
+        let fused = FusedModels::from_agent(&agent).unwrap();
+        // one group; groups with a partial last one; a candidate over two head blocks; …
+        for (n, p, h) in [(7, 3, 3), (9, 50, 2), (2, 250, 3), (5, 1, 1), (40, 7, 2)] {
+            let job = rollout_job(n, p, h);
+            let (f, t) = (
+                fused.rollout(&job).unwrap(),
+                tensor_rollout(&agent, &job).unwrap(),
+            );
+            assert_close("value", &f.value, &t.value);
+            assert_close("safe set", &f.safe_set, &t.safe_set);
+            assert_close("constraint", &f.constraint, &t.constraint);
+            assert_close("goal", &f.goal_logit, &t.goal_logit);
+            assert_close("latents", &f.latents, &t.latents);
+        }
+    }
+
+    #[test]
+    fn the_agent_uses_the_fused_rollout_on_the_cpu() {
+        let agent = agent_with_delta_normalisation();
+        let job = rollout_job(4, 2, 2);
+        let via_trait = LatentModels::rollout(&agent, &job).unwrap();
+        assert_eq!(
+            via_trait,
+            FusedModels::from_agent(&agent)
+                .unwrap()
+                .rollout(&job)
+                .unwrap()
+        );
     }
 }

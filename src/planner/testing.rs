@@ -1,8 +1,12 @@
-//! Hand-built latent models for the planner's tests: a 2-d latent moved exactly by the action
-//! (z′ = z + a), a linear value, and constraint, safe-set and goal logits that are steep steps
-//! in x. Every rollout is recorded so tests can count and inspect them.
+//! Fixtures for the planner's tests: [`Toy`], hand-built latent models (a 2-d latent moved
+//! exactly by the action, z′ = z + a, a linear value, and constraint, safe-set and goal logits
+//! that are steep steps in x; every rollout is recorded so tests can count and inspect them),
+//! and a real agent with a rollout job for comparing the fused and tensor rollouts.
 
-use super::models::{LatentModels, Rollout, RolloutStats, tensor_rollout};
+use super::models::{LatentModels, tensor_rollout};
+use super::rollout::{Rollout, RolloutStats};
+use crate::env::EnvKind;
+use crate::model::agent::{Agent, AgentSpec, ModuleKind};
 use candle_core::{DType, Device, Result, Tensor};
 use std::cell::RefCell;
 
@@ -111,5 +115,38 @@ impl LatentModels for Toy {
     fn rollout(&self, job: &Rollout) -> Result<RolloutStats> {
         self.jobs.borrow_mut().push(job.clone());
         tensor_rollout(self, job)
+    }
+}
+
+/// A navigation agent whose dynamics have non-trivial delta statistics (mean, variance), so the
+/// rollouts' de-normalisation is exercised.
+pub fn agent_with_delta_normalisation() -> Agent {
+    let agent = Agent::new(AgentSpec::for_env(EnvKind::Navigation), &Device::Cpu, 3).unwrap();
+    let vars = agent.vars(ModuleKind::Dyn).data().lock().unwrap();
+    let mean: Vec<f32> = (0..32).map(|d| 0.01 * d as f32 - 0.1).collect();
+    let var: Vec<f32> = (0..32).map(|d| 0.2 + 0.05 * d as f32).collect();
+    vars["delta_rms.mean"]
+        .set(&Tensor::new(mean, &Device::Cpu).unwrap())
+        .unwrap();
+    vars["delta_rms.var"]
+        .set(&Tensor::new(var, &Device::Cpu).unwrap())
+        .unwrap();
+    drop(vars);
+    agent
+}
+
+/// A rollout job for a 32-d latent with varied actions and ensemble members.
+pub fn rollout_job(population: usize, particles: usize, horizon: usize) -> Rollout {
+    let actions = (0..population * horizon * 2)
+        .map(|i| ((i * 7919) % 601) as f32 / 100.0 - 3.0)
+        .collect();
+    Rollout {
+        start: (0..32).map(|d| (d as f32 * 0.37).sin()).collect(),
+        actions,
+        population,
+        horizon,
+        particles,
+        members: (0..horizon).map(|t| (t * 3 + 1) % 5).collect(),
+        noise_seed: 11,
     }
 }
