@@ -63,10 +63,9 @@ impl PhaseBars {
             .current
             .as_ref()
             .is_some_and(|(name, _)| *name != p.phase)
+            && let Some((_, bar)) = self.current.take()
         {
-            if let Some((_, bar)) = self.current.take() {
-                bar.finish();
-            }
+            bar.finish();
         }
         let (_, bar) = self.current.get_or_insert_with(|| {
             let b = ProgressBar::new(p.total as u64);
