@@ -30,11 +30,7 @@ pub fn branch_agent_episode(
 ) -> Option<Episode> {
     let mut env = kind.make(derive(seed, "branch-agent/env", index as u64));
     let mut rng = rand::rngs::StdRng::seed_from_u64(derive(seed, "branch-agent", index as u64));
-    let stored = Episode {
-        start_state: None,
-        ..ep.clone()
-    };
-    branch_episode(env.as_mut(), &stored, &mut rng)
+    branch_from(env.as_mut(), ep, &mut rng, false)
 }
 
 /// The branches of `ep`: transition `t` starts from the demo's observation `t`, takes a uniformly
@@ -43,10 +39,20 @@ pub fn branch_agent_episode(
 /// trains on them), `rtg` is 0. Steps whose start state is unknown (the first, for episodes read
 /// from disk) are left out; `None` when no state is known.
 pub fn branch_episode(env: &mut dyn Env, ep: &Episode, rng: &mut impl Rng) -> Option<Episode> {
+    branch_from(env, ep, rng, true)
+}
+
+/// [`branch_episode`], ignoring `ep`'s start state unless `use_start`.
+fn branch_from(
+    env: &mut dyn Env,
+    ep: &Episode,
+    rng: &mut impl Rng,
+    use_start: bool,
+) -> Option<Episode> {
     let bound = env.kind().action_bound();
     // The state before transition t: the start state (not stored on disk), then the states after.
     let origin = |t: usize| match t {
-        0 => ep.start_state.clone(),
+        0 => ep.start_state.clone().filter(|_| use_start),
         _ => ep.transitions[t - 1].state.clone(),
     };
     let steps: Vec<(usize, Vec<f64>)> = (0..ep.len())
