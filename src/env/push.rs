@@ -32,12 +32,15 @@ pub const TASK_NOISE: f32 = 0.05;
 pub const TABLE_HALF: [f64; 2] = [0.3, 0.2];
 /// The pusher is clipped to `|x|, |y| ≤ WORKSPACE`, a little beyond the table edge.
 pub const WORKSPACE: f64 = 0.35;
-/// Half-side of the square blocks.
-pub const BLOCK_HALF: f64 = 0.02;
-/// Block start positions: a row at y = −0.03.
-pub const BLOCK_START: [[f64; 2]; 3] = [[-0.05, -0.03], [0.0, -0.03], [0.05, -0.03]];
-/// Radius of the pusher disc.
-pub const PUSHER_RADIUS: f64 = 0.015;
+/// Half-side of the square blocks: 0.09 across, about 8 px and 68 visible pixels in a frame, like
+/// the original's 0.08-wide boxes (LS3_SPEC §2.3 Amendments). The first version drew 0.04-wide
+/// blocks of about 13 px that a VAE could leave out for 1.5e-3 of MSE.
+pub const BLOCK_HALF: f64 = 0.045;
+/// Block start positions: a row at y = −0.03, 0.02 apart (the spec's x ∈ {−0.05, 0, 0.05} would
+/// overlap blocks of this size).
+pub const BLOCK_START: [[f64; 2]; 3] = [[-0.11, -0.03], [0.0, -0.03], [0.11, -0.03]];
+/// Radius of the pusher disc: about 27 visible pixels.
+pub const PUSHER_RADIUS: f64 = 0.032;
 /// Pusher start, behind the row of blocks.
 pub const PUSHER_START: [f64; 2] = [0.0, 0.3];
 /// A block is done when `|y| > DONE_Y` and `|x| < DONE_X`.
@@ -65,11 +68,13 @@ const VIEW: View = View {
     x: (-WORKSPACE, WORKSPACE),
     y: (WORKSPACE, -WORKSPACE),
 };
-const BACKGROUND: [u8; 3] = [25, 25, 30];
-const TABLE_COLOR: [u8; 3] = [130, 105, 80];
+const BACKGROUND: [u8; 3] = [20, 20, 25];
+/// A dark neutral table, so that the saturated blocks and the white pusher stand out from it and
+/// from each other (the first version's brown table was close to the blocks' colours).
+const TABLE_COLOR: [u8; 3] = [70, 70, 80];
 /// Block colours: red, green, blue.
-pub const BLOCK_COLORS: [[u8; 3]; 3] = [[220, 45, 45], [45, 190, 70], [55, 95, 235]];
-const PUSHER_COLOR: [u8; 3] = [250, 230, 90];
+pub const BLOCK_COLORS: [[u8; 3]; 3] = [[235, 50, 50], [60, 220, 80], [70, 120, 255]];
+const PUSHER_COLOR: [u8; 3] = [250, 250, 250];
 
 /// True when the point lies on the table (centre inside the table rectangle).
 pub fn on_table(p: [f64; 2]) -> bool {
@@ -437,49 +442,37 @@ impl Teacher for TaskTeacher {
 const BURST_START: f64 = 0.2;
 /// Probability per step that a burst ends.
 const BURST_END: f64 = 0.1;
-/// Drift speed range (per step) between bursts.
-const DRIFT_SPEED: (f64, f64) = (0.015, 0.03);
+/// The drift between bursts, per step: straight down the table, as in the original.
+pub const DRIFT: [f32; 2] = [0.0, -0.02];
 
-/// Disturbance teacher: between bursts the pusher drifts slowly toward a randomly chosen block
-/// (pushing it along once it arrives, often off the table); bursts of uniform random actions
-/// start with p = 0.2 per step and end with p = 0.1.
+/// Disturbance teacher: between bursts the pusher drifts by the constant [`DRIFT`] (from its
+/// start behind the middle block that runs into the row and, unless a burst moved it aside,
+/// pushes a block off the near edge); bursts of uniform random actions start with p = 0.2 per
+/// step and end with p = 0.1.
 #[derive(Default)]
 pub struct OutburstTeacher {
-    target: Option<usize>,
-    speed: f64,
     bursting: bool,
 }
 
 impl Teacher for OutburstTeacher {
-    fn begin(&mut self, _env: &mut dyn Env, rng: &mut StdRng) {
-        self.target = Some(rng.random_range(0..3));
-        self.speed = rng.random_range(DRIFT_SPEED.0..DRIFT_SPEED.1);
+    fn begin(&mut self, _env: &mut dyn Env, _rng: &mut StdRng) {
         self.bursting = false;
     }
 
-    fn act(&mut self, _t: usize, s: &[f64], rng: &mut StdRng) -> [f32; 2] {
+    fn act(&mut self, _t: usize, _s: &[f64], rng: &mut StdRng) -> [f32; 2] {
         self.bursting = if self.bursting {
             !rng.random_bool(BURST_END)
         } else {
             rng.random_bool(BURST_START)
         };
         if self.bursting {
-            return [
+            [
                 rng.random_range(-MAX_ACTION..=MAX_ACTION),
                 rng.random_range(-MAX_ACTION..=MAX_ACTION),
-            ];
+            ]
+        } else {
+            DRIFT
         }
-        if self.target.is_none_or(|k| fallen(s, k)) {
-            let left: Vec<usize> = (0..3).filter(|&k| !fallen(s, k)).collect();
-            self.target = (!left.is_empty()).then(|| left[rng.random_range(0..left.len())]);
-        }
-        let Some(k) = self.target else {
-            return [0.0, 0.0];
-        };
-        let b = block_position(s, k);
-        let (dx, dy) = (b[0] - s[0], b[1] - s[1]);
-        let d = dx.hypot(dy).max(1e-9);
-        [(dx / d * self.speed) as f32, (dy / d * self.speed) as f32]
     }
 }
 
@@ -511,7 +504,7 @@ mod tests {
         let mut env = Push::new(1);
         env.reset();
         let mut s = start_state();
-        s[1] = 0.01;
+        s[1] = BLOCK_START[1][1] + BLOCK_HALF + PUSHER_RADIUS + 0.005;
         env.set_state(&s);
         let mut fell_at = None;
         for t in 0..40 {
@@ -535,6 +528,96 @@ mod tests {
         let [x, y] = VIEW.to_image(block_position(&env.state(), 1));
         let (x, y) = ((x as usize).min(63), (y as usize).min(63));
         assert_ne!(f.pixel(x, y), BLOCK_COLORS[1]);
+    }
+
+    /// Pixels of `with` that differ from `without` by more than half of `color`'s contrast with
+    /// the table: what a VAE must draw to show the object.
+    fn visible_pixels(with: &Frame, without: &Frame, color: [u8; 3]) -> usize {
+        let full: i32 = (0..3)
+            .map(|c| (color[c] as i32 - TABLE_COLOR[c] as i32).abs())
+            .sum();
+        (0..64 * 64)
+            .filter(|&i| {
+                let (a, b) = (with.pixel(i % 64, i / 64), without.pixel(i % 64, i / 64));
+                let d: i32 = (0..3).map(|c| (a[c] as i32 - b[c] as i32).abs()).sum();
+                2 * d > full
+            })
+            .count()
+    }
+
+    #[test]
+    fn blocks_and_pusher_are_as_visible_as_in_the_original() {
+        let env = Push::new(0);
+        let start = start_state();
+        // everything off the table's area and fallen: the bare table
+        let mut bare = start.clone();
+        bare[..2].copy_from_slice(&[-WORKSPACE, -WORKSPACE]);
+        bare[11..].copy_from_slice(&[1.0; 3]);
+        let bare = env.render_state(&bare);
+        for k in 0..3 {
+            let mut one = start.clone();
+            one[..2].copy_from_slice(&[-WORKSPACE, -WORKSPACE]);
+            for j in (0..3).filter(|&j| j != k) {
+                one[11 + j] = 1.0;
+            }
+            let n = visible_pixels(&env.render_state(&one), &bare, BLOCK_COLORS[k]);
+            assert!(n >= 50, "block {k} shows {n} px");
+        }
+        let mut pusher = start.clone();
+        pusher[11..].copy_from_slice(&[1.0; 3]);
+        let n = visible_pixels(&env.render_state(&pusher), &bare, PUSHER_COLOR);
+        assert!(n >= 20, "pusher shows {n} px");
+    }
+
+    #[test]
+    fn object_colours_contrast_with_the_table_and_each_other() {
+        // mean squared channel difference in [0, 1] units; the first version's red block on its
+        // brown table scored 0.066
+        let dist = |a: [u8; 3], b: [u8; 3]| {
+            (0..3)
+                .map(|c| ((a[c] as f64 - b[c] as f64) / 255.0).powi(2))
+                .sum::<f64>()
+                / 3.0
+        };
+        let objects = [BLOCK_COLORS[0], BLOCK_COLORS[1], BLOCK_COLORS[2], PUSHER_COLOR];
+        for (i, &a) in objects.iter().enumerate() {
+            assert!(dist(a, TABLE_COLOR) >= 0.1, "object {i} vs table");
+            for (j, &b) in objects.iter().enumerate().skip(i + 1) {
+                assert!(dist(a, b) >= 0.1, "object {i} vs object {j}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_row_starts_apart_on_the_table_and_not_done() {
+        let s = start_state();
+        for k in 0..3 {
+            let p = block_position(&s, k);
+            assert!(on_table(p) && !block_done(p));
+            if k > 0 {
+                let gap = p[0] - block_position(&s, k - 1)[0] - 2.0 * BLOCK_HALF;
+                assert!(gap > 0.0, "blocks {} and {k} overlap", k - 1);
+            }
+            assert!(PUSHER_START[1] - PUSHER_RADIUS > p[1] + BLOCK_HALF);
+        }
+        assert!(!all_done(&s) && !any_fallen(&s));
+    }
+
+    #[test]
+    fn outburst_teacher_drifts_straight_down_between_random_bursts() {
+        let mut teacher = OutburstTeacher::default();
+        let mut env = Push::new(4);
+        let mut rng = StdRng::seed_from_u64(4);
+        teacher.begin(&mut env, &mut rng);
+        let s = start_state();
+        let actions: Vec<_> = (0..3000).map(|t| teacher.act(t, &s, &mut rng)).collect();
+        let drifting = actions.iter().filter(|&&a| a == DRIFT).count() as f64 / 3000.0;
+        // bursts start with p 0.2 and end with p 0.1: a third of the steps drift
+        assert!((0.25..0.42).contains(&drifting), "drift share {drifting}");
+        let bursts: Vec<_> = actions.iter().filter(|&&a| a != DRIFT).collect();
+        assert!(bursts.iter().all(|a| a.iter().all(|v| v.abs() <= MAX_ACTION)));
+        let mean_x = bursts.iter().map(|a| a[0] as f64).sum::<f64>() / bursts.len() as f64;
+        assert!(mean_x.abs() < 0.005, "bursts are uniform, mean x {mean_x}");
     }
 
     #[test]
