@@ -83,6 +83,12 @@ pub fn quantities(kind: EnvKind, state: &[f64]) -> Vec<f64> {
     }
 }
 
+/// Whether a frame in ground-truth `state` is probed: push frames with a fallen block are not,
+/// since a fallen block is no longer drawn and its stored pose is where it left the table.
+pub fn probed(kind: EnvKind, state: &[f64]) -> bool {
+    kind != EnvKind::Push || !push::any_fallen(state)
+}
+
 /// An affine map from latents to state quantities, fitted by ridge regression on standardised
 /// latents.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -295,6 +301,9 @@ pub fn probe(
             let Some(state) = &tr.state else {
                 return Err(ProbeError::Data(format!("episode {e} has no states")));
             };
+            if !probed(kind, state) {
+                continue;
+            }
             let side = &mut split[usize::from(e % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1)];
             side.0.push(&ep.next_obs[t * len..(t + 1) * len]);
             side.1.extend(quantities(kind, state));
@@ -370,6 +379,15 @@ mod tests {
             .flat_map(|z| p.predict(z))
             .collect();
         assert!(r_squared(&pred, &noise[500..], 1)[0] < 0.2);
+    }
+
+    #[test]
+    fn push_frames_with_a_fallen_block_are_not_probed() {
+        let mut s = push::start_state();
+        assert!(probed(EnvKind::Push, &s));
+        s[12] = 1.0;
+        assert!(!probed(EnvKind::Push, &s));
+        assert!(probed(EnvKind::Navigation, &[0.0, 0.0]));
     }
 
     #[test]
