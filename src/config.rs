@@ -7,6 +7,7 @@
 
 use crate::env::EnvKind;
 use crate::model::agent::{AgentSpec, ModuleKind};
+use crate::model::checkpoint::AgentMeta;
 use crate::model::dynamics::MEMBERS;
 use crate::valid::{check, positive_count, positive_rate, unit_interval};
 use anyhow::Context;
@@ -237,6 +238,17 @@ pub struct ReplayConfig {
 pub use crate::planner::PlannerConfig;
 
 pub use crate::valid::{ConfigError, Valid, Validate};
+
+/// The planner settings saved with an agent (its run's configuration in `agent.json`), or the
+/// quick preset's where it has none: what `ls3 eval`, `ls3 plan-check` and the app plan with by
+/// default. Checked, since the file may have been edited.
+pub fn saved_planner(meta: &AgentMeta) -> Result<Valid<PlannerConfig>, ConfigError> {
+    meta.config
+        .get("config")
+        .and_then(|c| serde_json::from_value::<Config>(c.clone()).ok())
+        .map_or_else(|| Config::quick(meta.spec.env).planner, |c| c.planner)
+        .validated()
+}
 
 impl Config {
     /// The published hyperparameters for `env`.

@@ -10,6 +10,7 @@ pub mod config;
 pub mod cpu;
 pub mod data;
 pub mod env;
+pub mod files;
 pub mod model;
 pub mod planner;
 pub mod run;

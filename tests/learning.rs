@@ -17,7 +17,7 @@ use ls3::config::{Config, Validate};
 use ls3::data::collect::demo_episode;
 use ls3::data::episode::Episode;
 use ls3::data::images::{ImagePool, distinct_observations, image_tensor, to_unit};
-use ls3::data::replay::{LatentReplay, Record, encode};
+use ls3::data::replay::{LatentReplay, Record};
 use ls3::env::{EnvKind, IMAGE_SIZE};
 use ls3::model::agent::{Agent, AgentSpec, ModuleKind};
 use ls3::train::Trainer;
@@ -49,7 +49,7 @@ fn fixture() -> &'static Fixture {
             eps.iter()
                 .map(|e| {
                     let (images, pairs) = distinct_observations(e);
-                    (encode(&encoder, &images).unwrap().0, pairs)
+                    (encoder.encode_observations(&images).unwrap().0, pairs)
                 })
                 .collect()
         };

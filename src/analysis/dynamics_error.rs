@@ -3,7 +3,6 @@
 //! the latter, so a model that only knows the former can be exploited.
 
 use crate::data::episode::Episode;
-use crate::data::replay::encode;
 use crate::env::{Env, FRAME_LEN};
 use crate::model::agent::Agent;
 use crate::planner::LatentModels;
@@ -65,7 +64,7 @@ pub fn one_step_error(
     anyhow::ensure!(n > 0, "no transition with a recorded state to measure");
     let latents = |images: &[Vec<u8>]| -> Result<Tensor> {
         let refs: Vec<&[u8]> = images.iter().map(|v| v.as_slice()).collect();
-        let (mean, _) = encode(agent, &refs).context("encoding observations")?;
+        let (mean, _) = agent.encode_observations(&refs).context("encoding observations")?;
         Ok(Tensor::from_vec(
             mean,
             (n, agent.spec.latent),

@@ -4,7 +4,6 @@
 //! The grid's axes: navigation x–y (canvas units); reacher shoulder–wrist angles (velocities
 //! zero); push the pusher's x–y, with the blocks where `base` has them.
 
-use crate::data::replay::encode;
 use crate::env::{Env, EnvKind};
 use crate::model::agent::Agent;
 use anyhow::Result;
@@ -144,7 +143,7 @@ pub fn compute(
         }
     }
     let refs: Vec<&[u8]> = images.iter().map(|v| v.as_slice()).collect();
-    let (mean, _) = encode(agent, &refs)?;
+    let (mean, _) = agent.encode_observations(&refs)?;
     let z = Tensor::from_vec(mean, (nx * ny, agent.spec.latent), &agent.device)?;
     let col = |t: Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
     grid.values = [

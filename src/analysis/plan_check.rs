@@ -6,7 +6,6 @@
 //! dynamics follows an action it has hardly seen, rather than the motion it usually saw there.
 
 use crate::data::episode::Episode;
-use crate::data::replay::encode;
 use crate::env::{Env, FRAME_LEN};
 use crate::model::agent::Agent;
 use crate::planner::{LatentModels, Planner, PlannerConfig, Rollout};
@@ -104,7 +103,7 @@ pub fn check(
 
 /// The encoder's mean latent of one observation, `[latent]`.
 pub fn latent_of(agent: &Agent, obs: &[u8]) -> Result<Tensor> {
-    let (mean, _) = encode(agent, &[obs]).context("encoding an observation")?;
+    let (mean, _) = agent.encode_observations(&[obs]).context("encoding an observation")?;
     Ok(Tensor::from_vec(mean, agent.spec.latent, &agent.device)?)
 }
 

@@ -39,7 +39,7 @@ pub fn run(args: &PlanCheckArgs) -> Result<()> {
     let kind = meta.spec.env;
     let cfg = match &args.config {
         Some(path) => ls3::config::read_file(path)?.valid_planner(),
-        None => meta.planner()?,
+        None => ls3::config::saved_planner(&meta)?,
     };
     let (set, eps) = fresh_task_demos(kind, seed, "plan-check", episodes);
     let mut env = kind.make(seed);

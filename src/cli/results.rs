@@ -126,6 +126,6 @@ fn run_or_resume(name: &str, opts: SessionOptions) -> Result<()> {
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
-    ls3::data::dataset::write_atomic(path, text.as_bytes())
+    ls3::files::write_atomic(path, text.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
 }

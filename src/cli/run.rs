@@ -229,7 +229,7 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     let env = meta.spec.env;
     let mut planner = match &args.config {
         Some(path) => read_file(path)?.into_inner().planner,
-        None => meta.planner()?.into_inner(),
+        None => ls3::config::saved_planner(&meta)?.into_inner(),
     };
     args.ablation.apply(&mut planner);
     let planner = planner.validated()?;

@@ -98,8 +98,10 @@ pub fn train_vae(args: &TrainArgs, png_every: usize) -> Result<()> {
         &pool,
         iters,
         &run,
-        png_every,
-        args.seed,
+        phases::Grids {
+            every: png_every,
+            seed: args.seed,
+        },
         &mut |p| bars.update(p),
     )?;
     use ls3::model::probe::{ProbeError, probe};

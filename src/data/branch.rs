@@ -15,7 +15,7 @@ pub fn branch_task_demos(kind: EnvKind, demos: &[Episode], seed: u64) -> Vec<Epi
     let mut rng = rand::rngs::StdRng::seed_from_u64(derive(seed, "branch-demos", 0));
     demos
         .iter()
-        .filter(|e| e.transitions.first().is_some_and(|t| t.on_policy))
+        .filter(|e| e.is_on_policy())
         .filter_map(|e| branch_episode(env.as_mut(), e, &mut rng))
         .collect()
 }

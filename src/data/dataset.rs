@@ -26,15 +26,6 @@ fn file_err(path: &Path, msg: impl std::fmt::Display) -> DatasetError {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, so readers never see half a
-/// file and a crash never leaves one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
-}
-
 fn obs_shape(ep: &Episode) -> Vec<usize> {
     let mut shape = vec![ep.len()];
     if ep.frame_stack > 1 {
@@ -50,7 +41,7 @@ pub fn write_episode(dir: &Path, i: usize, ep: &Episode) -> std::io::Result<()> 
     npy::write(&dir.join(format!("{i}_obs.npy")), &shape, &ep.obs)?;
     npy::write(&dir.join(format!("{i}_next_obs.npy")), &shape, &ep.next_obs)?;
     let json = serde_json::to_vec(&ep.transitions).map_err(std::io::Error::other)?;
-    write_atomic(&dir.join(format!("{i}.json")), &json)
+    crate::files::write_atomic(&dir.join(format!("{i}.json")), &json)
 }
 
 /// Reads episode number `i` from the set folder `dir`.

@@ -95,6 +95,12 @@ impl Episode {
         -self.transitions.iter().map(|t| t.reward).sum::<f32>()
     }
 
+    /// Whether this episode is on-policy: a task demonstration or an agent episode (its
+    /// first transition says so), as opposed to constraint or disturbance demos.
+    pub fn is_on_policy(&self) -> bool {
+        self.transitions.first().is_some_and(|t| t.on_policy)
+    }
+
     /// The goal held after at least one step.
     pub fn success(&self) -> bool {
         self.transitions.iter().any(|t| t.reward == 0.0)

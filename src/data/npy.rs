@@ -108,7 +108,7 @@ pub fn decode(bytes: &[u8]) -> Result<U8Array, NpyError> {
 
 /// Writes a uint8 array to `path` atomically (temporary file, then rename).
 pub fn write(path: &Path, shape: &[usize], data: &[u8]) -> std::io::Result<()> {
-    crate::data::dataset::write_atomic(path, &encode(shape, data))
+    crate::files::write_atomic(path, &encode(shape, data))
 }
 
 /// Reads a uint8 array from `path`.

@@ -5,14 +5,20 @@
 //! A fixed-capacity ring: once full, each new transition overwrites the oldest.
 
 use super::episode::{Episode, Transition};
-use super::images::{distinct_observations, image_tensor, to_unit};
-use crate::model::agent::Agent;
+use super::images::distinct_observations;
 use candle_core::{Device, Tensor};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-/// Images per encoder call when storing episodes.
-const ENCODE_BATCH: usize = 256;
+/// What turns observations into latents when they are stored: the agent's encoder
+/// (`model::agent::Agent` implements it).
+pub trait ObservationEncoder {
+    /// Bytes of one observation the encoder takes (`channels × 64 × 64`).
+    fn observation_len(&self) -> usize;
+    /// Encoder means and log-stds of `images`, each flattened `[n × latent]`.
+    fn encode_observations(&self, images: &[&[u8]])
+    -> candle_core::Result<(Vec<f32>, Vec<f32>)>;
+}
 
 /// Which transitions a draw may return.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -218,10 +224,13 @@ impl LatentReplay {
         Ok(())
     }
 
-    /// Encodes the episode's observations with the agent's VAE (each distinct image once, in
-    /// batches) and stores its transitions.
-    pub fn add_episode(&mut self, agent: &Agent, ep: &Episode) -> Result<(), ReplayError> {
-        let expected = agent.spec.channels * crate::env::IMAGE_SIZE * crate::env::IMAGE_SIZE;
+    /// Encodes the episode's observations (each distinct image once) and stores its transitions.
+    pub fn add_episode(
+        &mut self,
+        encoder: &impl ObservationEncoder,
+        ep: &Episode,
+    ) -> Result<(), ReplayError> {
+        let expected = encoder.observation_len();
         if ep.obs_len() != expected {
             return Err(ReplayError::ObservationSize {
                 expected,
@@ -229,7 +238,7 @@ impl LatentReplay {
             });
         }
         let (images, pairs) = distinct_observations(ep);
-        let (mean, log_std) = encode(agent, &images)?;
+        let (mean, log_std) = encoder.encode_observations(&images)?;
         let l = self.latent;
         if mean.len() != images.len() * l {
             return Err(ReplayError::LatentSize {
@@ -352,27 +361,12 @@ impl LatentReplay {
     }
 }
 
-/// Encoder means and log-stds of `images` (each `C×64×64` bytes), flattened `[n × latent]`,
-/// computed in batches of [`ENCODE_BATCH`].
-pub fn encode(agent: &Agent, images: &[&[u8]]) -> candle_core::Result<(Vec<f32>, Vec<f32>)> {
-    let mut mean = Vec::new();
-    let mut log_std = Vec::new();
-    for chunk in images.chunks(ENCODE_BATCH) {
-        let px: Vec<f32> = chunk.iter().flat_map(|b| to_unit(b)).collect();
-        let x = image_tensor(px, agent.spec.channels, &agent.device)?;
-        let (m, s) = agent.vae.encode_dist(&x)?;
-        mean.extend(m.flatten_all()?.to_vec1::<f32>()?);
-        log_std.extend(s.flatten_all()?.to_vec1::<f32>()?);
-    }
-    Ok((mean, log_std))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::data::collect::demo_episode;
     use crate::env::EnvKind;
-    use crate::model::agent::AgentSpec;
+    use crate::model::agent::{Agent, AgentSpec};
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 
@@ -515,7 +509,7 @@ mod tests {
                 assert_eq!(r.next_mean(t), r.mean(t + 1), "{env} step {t}");
             }
             assert!(r.record(ep.len() - 1).done);
-            let (m, _) = encode(&agent, &[ep.next_obs_at(3)]).unwrap();
+            let (m, _) = agent.encode_observations(&[ep.next_obs_at(3)]).unwrap();
             let close = m
                 .iter()
                 .zip(r.next_mean(3))

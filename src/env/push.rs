@@ -554,13 +554,13 @@ mod tests {
         bare[..2].copy_from_slice(&[-WORKSPACE, -WORKSPACE]);
         bare[11..].copy_from_slice(&[1.0; 3]);
         let bare = env.render_state(&bare);
-        for k in 0..3 {
+        for (k, &color) in BLOCK_COLORS.iter().enumerate() {
             let mut one = start.clone();
             one[..2].copy_from_slice(&[-WORKSPACE, -WORKSPACE]);
             for j in (0..3).filter(|&j| j != k) {
                 one[11 + j] = 1.0;
             }
-            let n = visible_pixels(&env.render_state(&one), &bare, BLOCK_COLORS[k]);
+            let n = visible_pixels(&env.render_state(&one), &bare, color);
             assert!(n >= 50, "block {k} shows {n} px");
         }
         let mut pusher = start.clone();

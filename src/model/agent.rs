@@ -7,7 +7,9 @@ use super::init::pytorch_default;
 use super::rng::TensorRng;
 use super::vae::Vae;
 use super::value::Value;
-use crate::env::EnvKind;
+use crate::data::images::{image_tensor, to_unit};
+use crate::data::replay::ObservationEncoder;
+use crate::env::{EnvKind, IMAGE_SIZE};
 use candle_core::{DType, Device, Result};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
@@ -103,6 +105,19 @@ pub struct Agent {
     vars: [VarMap; 6],
 }
 
+/// Images per encoder call when encoding many observations.
+const ENCODE_BATCH: usize = 256;
+
+impl ObservationEncoder for Agent {
+    fn observation_len(&self) -> usize {
+        self.spec.channels * IMAGE_SIZE * IMAGE_SIZE
+    }
+
+    fn encode_observations(&self, images: &[&[u8]]) -> Result<(Vec<f32>, Vec<f32>)> {
+        Agent::encode_observations(self, images)
+    }
+}
+
 impl Agent {
     /// A freshly initialised agent (PyTorch's default init, from `seed`).
     pub fn new(spec: AgentSpec, device: &Device, seed: u64) -> Result<Self> {
@@ -114,6 +129,21 @@ impl Agent {
         }
         agent.sync_targets()?;
         Ok(agent)
+    }
+
+    /// Encoder means and log-stds of observations (each `channels × 64 × 64` bytes), each
+    /// flattened `[n × latent]`, computed in batches of [`ENCODE_BATCH`].
+    pub fn encode_observations(&self, images: &[&[u8]]) -> Result<(Vec<f32>, Vec<f32>)> {
+        let mut mean = Vec::new();
+        let mut log_std = Vec::new();
+        for chunk in images.chunks(ENCODE_BATCH) {
+            let px: Vec<f32> = chunk.iter().flat_map(|b| to_unit(b)).collect();
+            let x = image_tensor(px, self.spec.channels, &self.device)?;
+            let (m, s) = self.vae.encode_dist(&x)?;
+            mean.extend(m.flatten_all()?.to_vec1::<f32>()?);
+            log_std.extend(s.flatten_all()?.to_vec1::<f32>()?);
+        }
+        Ok((mean, log_std))
     }
 
     /// Builds the modules over the given variable maps (creating any missing variable).

@@ -5,7 +5,7 @@
 
 use super::agent::{Agent, AgentSpec, ModuleKind};
 use super::torch::read_pth;
-use crate::data::dataset::write_atomic;
+use crate::files::write_atomic;
 use crate::env::EnvKind;
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
@@ -72,23 +72,6 @@ pub struct AgentMeta {
 }
 
 impl AgentMeta {
-    /// The planner settings saved with the agent (its run's configuration), or the quick preset's
-    /// where it has none: what `ls3 eval`, `ls3 plan-check` and the app plan with by default.
-    /// Checked, since the file may have been edited.
-    pub fn planner(
-        &self,
-    ) -> Result<crate::valid::Valid<crate::planner::PlannerConfig>, crate::valid::ConfigError> {
-        use crate::valid::Validate;
-        self.config
-            .get("config")
-            .and_then(|c| serde_json::from_value::<crate::config::Config>(c.clone()).ok())
-            .map_or_else(
-                || crate::config::Config::quick(self.spec.env).planner,
-                |c| c.planner,
-            )
-            .validated()
-    }
-
     fn new(spec: &AgentSpec, config: serde_json::Value) -> Self {
         let c = spec.channels;
         let arch = [

@@ -151,8 +151,8 @@ impl LinearProbe {
     /// The quantities predicted for one latent.
     pub fn predict(&self, z: &[f32]) -> Vec<f64> {
         let mut out = self.weights[LATENT * self.outputs..].to_vec();
-        for j in 0..LATENT {
-            let v = (z[j] as f64 - self.shift[j]) / self.scale[j];
+        for (j, &zj) in z.iter().enumerate().take(LATENT) {
+            let v = (zj as f64 - self.shift[j]) / self.scale[j];
             for (o, out) in out.iter_mut().enumerate() {
                 *out += v * self.weights[j * self.outputs + o];
             }

@@ -49,7 +49,7 @@ impl RunDir {
     pub fn write_json(&self, name: &str, value: &impl serde::Serialize) -> Result<PathBuf> {
         let path = self.path.join(name);
         let bytes = serde_json::to_vec_pretty(value).context("serialising JSON")?;
-        crate::data::dataset::write_atomic(&path, &bytes)
+        crate::files::write_atomic(&path, &bytes)
             .with_context(|| format!("writing {}", path.display()))?;
         Ok(path)
     }
@@ -172,7 +172,7 @@ pub fn save_gif(path: &Path, frames: &[&[u8]], scale: u32, delay_ms: u32) -> Res
                 .with_context(|| format!("encoding {}", path.display()))?;
         }
     }
-    crate::data::dataset::write_atomic(path, &bytes)
+    crate::files::write_atomic(path, &bytes)
         .with_context(|| format!("writing {}", path.display()))
 }
 

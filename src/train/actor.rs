@@ -3,7 +3,6 @@
 
 use super::observer::AgentStep;
 use crate::data::episode::{Episode, Transition, label};
-use crate::data::replay::encode;
 use crate::env::{Env, EnvKind, Frame, FrameStack};
 use crate::model::agent::Agent;
 use crate::planner::{Planner, PlannerConfig};
@@ -78,7 +77,7 @@ impl Actor {
     /// Encodes the current observation, plans with `cfg`, and executes the chosen action.
     pub fn step(&mut self, agent: &Agent, cfg: &Valid<PlannerConfig>) -> Result<AgentStep> {
         let t = self.t();
-        let (mean, _) = encode(agent, &[&self.obs]).context("encoding the observation")?;
+        let (mean, _) = agent.encode_observations(&[&self.obs]).context("encoding the observation")?;
         let latent = mean.len();
         let z = Tensor::from_vec(mean, (1, latent), &agent.device)?;
         let (action, plan) = self

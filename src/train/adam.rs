@@ -4,7 +4,7 @@
 //! uninterrupted one would. On the CPU each parameter is updated in one pass over its data
 //! (read the gradient, update both moments, write the weight); elsewhere through tensor ops.
 
-use crate::data::dataset::write_atomic;
+use crate::files::write_atomic;
 use crate::model::checkpoint::CheckpointError;
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, DType, Device, InplaceOp2, Layout, Result, Tensor, Var, bail};

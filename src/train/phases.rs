@@ -108,20 +108,29 @@ pub fn write_vae_grids(
     Ok(())
 }
 
+/// When the VAE phase writes its PNG grids of reconstructions and samples.
+#[derive(Clone, Copy, Debug)]
+pub struct Grids {
+    /// Every this many iterations (0 = only at the end).
+    pub every: usize,
+    /// The run's seed, from which the grids' random draws derive.
+    pub seed: u64,
+}
+
 /// Trains the VAE for `iters` iterations in chunks, logging every chunk's mean loss to
-/// `<run>/vae_loss.csv` and writing PNG grids every `png_every` iterations and at the end.
+/// `<run>/vae_loss.csv` and writing PNG grids as `grids` says and at the end.
 pub fn train_vae(
     agent: &Agent,
     trainer: &mut Trainer,
     pool: &ImagePool,
     iters: usize,
     run: &RunDir,
-    png_every: usize,
-    seed: u64,
+    grids: Grids,
     on_progress: &mut dyn FnMut(&PhaseProgress),
 ) -> Result<()> {
+    let png_every = grids.every;
     let mut csv = CsvLog::open(&run.path.join("vae_loss.csv"), &["iteration", "loss"])?;
-    let mut rng = TensorRng::new(crate::seed::derive(seed, "vae-grids", 0));
+    let mut rng = TensorRng::new(crate::seed::derive(grids.seed, "vae-grids", 0));
     let chunk = 25.min(png_every.max(1));
     let mut failure = None;
     let result = trainer.train_vae(agent, pool, iters, chunk, |r: &ChunkReport| {

@@ -583,7 +583,7 @@ impl Session {
         let task: Vec<f32> = self
             .demos
             .iter()
-            .filter(|e| e.transitions.first().is_some_and(|t| t.on_policy))
+            .filter(|e| e.is_on_policy())
             .map(|e| e.cost())
             .collect();
         let cost = super::metrics::mean_std(&task).0;

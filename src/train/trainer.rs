@@ -5,7 +5,7 @@ use super::adam::{Adam, AdamParams};
 use super::{ChunkReport, TrainError, losses};
 use crate::config::{Config, SafeSetLoss, Valid};
 use crate::data::augment::random_resized_crops;
-use crate::data::dataset::write_atomic;
+use crate::files::write_atomic;
 use crate::data::images::{ImagePool, image_tensor};
 use crate::data::replay::{Filter, LatentReplay};
 use crate::env::IMAGE_SIZE;

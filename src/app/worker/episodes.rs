@@ -26,7 +26,7 @@ pub(super) enum Driver {
     Teacher {
         set: &'static DemoSet,
         teacher: Box<dyn Teacher>,
-        rng: StdRng,
+        rng: Box<StdRng>,
         noise: Normal<f32>,
     },
     /// A trained agent planning every step; its actor owns the environment.
@@ -96,7 +96,7 @@ impl Worker {
             let loaded = self.agent_dirs.get(&kind).cloned().and_then(|dir| {
                 let device = crate::model::default_device();
                 match crate::model::checkpoint::load(&dir, Some(kind), &device) {
-                    Ok((agent, meta)) => match meta.planner() {
+                    Ok((agent, meta)) => match crate::config::saved_planner(&meta) {
                         Ok(planner) => {
                             self.analyse_agent = true;
                             Some((Arc::new(agent), planner))
@@ -191,7 +191,7 @@ impl Worker {
             driver: Driver::Teacher {
                 set,
                 teacher,
-                rng,
+                rng: Box::new(rng),
                 noise: Normal::new(0.0f32, std.max(f32::MIN_POSITIVE)).expect("finite std"),
             },
             steps: set.steps,

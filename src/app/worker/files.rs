@@ -4,7 +4,7 @@
 
 use super::{Event, TrainingUpdate, Worker, WorkerState};
 use crate::config::{Preset, Valid};
-use crate::data::dataset::write_atomic;
+use crate::files::write_atomic;
 use crate::model::checkpoint;
 use crate::train::metrics::read_rounds;
 use crate::train::phases::load_demos;
@@ -59,7 +59,7 @@ impl Worker {
         match checkpoint::load(dir, None, &device) {
             Ok((agent, meta)) => {
                 let kind = meta.spec.env;
-                let planner = match meta.planner() {
+                let planner = match crate::config::saved_planner(&meta) {
                     Ok(planner) => planner,
                     Err(e) => {
                         self.emit(Event::Error(format!(
