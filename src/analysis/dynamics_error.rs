@@ -64,7 +64,9 @@ pub fn one_step_error(
     anyhow::ensure!(n > 0, "no transition with a recorded state to measure");
     let latents = |images: &[Vec<u8>]| -> Result<Tensor> {
         let refs: Vec<&[u8]> = images.iter().map(|v| v.as_slice()).collect();
-        let (mean, _) = agent.encode_observations(&refs).context("encoding observations")?;
+        let (mean, _) = agent
+            .encode_observations(&refs)
+            .context("encoding observations")?;
         Ok(Tensor::from_vec(
             mean,
             (n, agent.spec.latent),

@@ -103,7 +103,9 @@ pub fn check(
 
 /// The encoder's mean latent of one observation, `[latent]`.
 pub fn latent_of(agent: &Agent, obs: &[u8]) -> Result<Tensor> {
-    let (mean, _) = agent.encode_observations(&[obs]).context("encoding an observation")?;
+    let (mean, _) = agent
+        .encode_observations(&[obs])
+        .context("encoding an observation")?;
     Ok(Tensor::from_vec(mean, agent.spec.latent, &agent.device)?)
 }
 

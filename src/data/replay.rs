@@ -16,8 +16,7 @@ pub trait ObservationEncoder {
     /// Bytes of one observation the encoder takes (`channels × 64 × 64`).
     fn observation_len(&self) -> usize;
     /// Encoder means and log-stds of `images`, each flattened `[n × latent]`.
-    fn encode_observations(&self, images: &[&[u8]])
-    -> candle_core::Result<(Vec<f32>, Vec<f32>)>;
+    fn encode_observations(&self, images: &[&[u8]]) -> candle_core::Result<(Vec<f32>, Vec<f32>)>;
 }
 
 /// Which transitions a draw may return.

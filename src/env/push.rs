@@ -579,7 +579,12 @@ mod tests {
                 .sum::<f64>()
                 / 3.0
         };
-        let objects = [BLOCK_COLORS[0], BLOCK_COLORS[1], BLOCK_COLORS[2], PUSHER_COLOR];
+        let objects = [
+            BLOCK_COLORS[0],
+            BLOCK_COLORS[1],
+            BLOCK_COLORS[2],
+            PUSHER_COLOR,
+        ];
         for (i, &a) in objects.iter().enumerate() {
             assert!(dist(a, TABLE_COLOR) >= 0.1, "object {i} vs table");
             for (j, &b) in objects.iter().enumerate().skip(i + 1) {
@@ -615,7 +620,11 @@ mod tests {
         // bursts start with p 0.2 and end with p 0.1: a third of the steps drift
         assert!((0.25..0.42).contains(&drifting), "drift share {drifting}");
         let bursts: Vec<_> = actions.iter().filter(|&&a| a != DRIFT).collect();
-        assert!(bursts.iter().all(|a| a.iter().all(|v| v.abs() <= MAX_ACTION)));
+        assert!(
+            bursts
+                .iter()
+                .all(|a| a.iter().all(|v| v.abs() <= MAX_ACTION))
+        );
         let mean_x = bursts.iter().map(|a| a[0] as f64).sum::<f64>() / bursts.len() as f64;
         assert!(mean_x.abs() < 0.005, "bursts are uniform, mean x {mean_x}");
     }

@@ -13,6 +13,7 @@ use crate::env::{EnvKind, IMAGE_SIZE};
 use candle_core::{DType, Device, Result};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The six modules, named by their checkpoint file stems.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -103,6 +104,15 @@ pub struct Agent {
     pub constraint: Classifier,
     pub goal: Classifier,
     vars: [VarMap; 6],
+    /// The version of the weights: see [`Agent::weights_version`].
+    weights: AtomicU64,
+}
+
+/// Source of weights versions, shared by all agents so that a version names one set of weights.
+static NEXT_WEIGHTS: AtomicU64 = AtomicU64::new(1);
+
+fn next_weights_version() -> u64 {
+    NEXT_WEIGHTS.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Images per encoder call when encoding many observations.
@@ -159,7 +169,22 @@ impl Agent {
             spec,
             device: device.clone(),
             vars,
+            weights: AtomicU64::new(next_weights_version()),
         })
+    }
+
+    /// A number that changes whenever the weights do and is never shared by two agents: what
+    /// caches of derived data (the planner's packed weights) are keyed on. Training
+    /// (`train::Trainer`), target syncs and checkpoint loads renew it; code that writes
+    /// variables in place through [`Agent::vars`] must call [`Agent::weights_changed`].
+    pub fn weights_version(&self) -> u64 {
+        self.weights.load(Ordering::Acquire)
+    }
+
+    /// Marks the weights as changed (a new [`Agent::weights_version`]).
+    pub fn weights_changed(&self) {
+        self.weights
+            .store(next_weights_version(), Ordering::Release);
     }
 
     /// An independent copy of every weight (for reading the models on another thread while
@@ -189,7 +214,9 @@ impl Agent {
         let var = data
             .get("encoder.fc2.bias")
             .ok_or_else(|| candle_core::Error::Msg("the VAE has no encoder.fc2.bias".into()))?;
-        var.set(&var.as_tensor().ones_like()?.affine(value, 0.0)?)
+        var.set(&var.as_tensor().ones_like()?.affine(value, 0.0)?)?;
+        self.weights_changed();
+        Ok(())
     }
 
     /// The variables of one module (for its optimiser and its checkpoint file).
@@ -232,6 +259,7 @@ impl Agent {
                 var.set(src.as_tensor())?;
             }
         }
+        self.weights_changed();
         Ok(())
     }
 }

@@ -5,8 +5,8 @@
 
 use super::agent::{Agent, AgentSpec, ModuleKind};
 use super::torch::read_pth;
-use crate::files::write_atomic;
 use crate::env::EnvKind;
+use crate::files::write_atomic;
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
@@ -300,6 +300,7 @@ pub fn assign(
             .and_then(|t| data[name].set(&t));
         t.map_err(|e| unreadable(path, format!("tensor {name}: {e}")))?;
     }
+    agent.weights_changed();
     Ok(())
 }
 

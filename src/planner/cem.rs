@@ -6,6 +6,7 @@
 //! When nothing is feasible the safe-set threshold decays and the search restarts from uniform
 //! samples; when that keeps failing the planner acts randomly.
 
+use super::fused::FusedModels;
 use super::models::LatentModels;
 use super::record::PlanRecord;
 use super::rollout::{Rollout, RolloutStats};
@@ -16,6 +17,7 @@ use candle_core::Tensor;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
+use std::sync::Arc;
 
 /// Score penalty per predicted violation and for a safe-set miss; also the score of a NaN.
 pub const PENALTY: f32 = 1e5;
@@ -145,6 +147,9 @@ pub struct Planner {
     bound: f32,
     rng: StdRng,
     warm: Option<Gaussian>,
+    /// The models' packed weights and the weights version they were packed from
+    /// ([`LatentModels::weights_version`]): packed once per version, not once per action.
+    packed: Option<(u64, Arc<FusedModels>)>,
 }
 
 impl Planner {
@@ -159,6 +164,7 @@ impl Planner {
             bound: action_bound,
             rng: StdRng::seed_from_u64(seed),
             warm: None,
+            packed: None,
         }
     }
 
@@ -175,6 +181,22 @@ impl Planner {
     /// Forgets the sampling distribution carried between actions (call at every episode start).
     pub fn reset(&mut self) {
         self.warm = None;
+    }
+
+    /// The models' packed weights, from the cache while their weights version is unchanged.
+    fn packed<M: LatentModels + ?Sized>(
+        &mut self,
+        models: &M,
+    ) -> candle_core::Result<Option<Arc<FusedModels>>> {
+        let version = models.weights_version();
+        if let (Some(v), Some((cached, fused))) = (version, &self.packed)
+            && *cached == v
+        {
+            return Ok(Some(fused.clone()));
+        }
+        let fused = models.packed()?.map(Arc::new);
+        self.packed = version.zip(fused.clone());
+        Ok(fused)
     }
 
     /// Chooses the action for the latent `z0` (`[1, latent]` or `[latent]`) with checked
@@ -194,7 +216,7 @@ impl Planner {
         let mut best: Option<Best> = None;
         let mut dist: Option<Gaussian>;
         let mut fallback = false;
-        let packed = models.packed()?;
+        let packed = self.packed(models)?;
         let rollout = |job: &Rollout| match &packed {
             Some(fused) => fused.rollout(job),
             None => models.rollout(job),
@@ -714,5 +736,80 @@ mod tests {
             (a, rec),
             "the same seed plans the same on the fused path"
         );
+    }
+
+    /// The agent, counting how often the planner packs it.
+    struct CountingPacks<'a>(&'a Agent, std::cell::Cell<usize>);
+
+    impl LatentModels for CountingPacks<'_> {
+        fn device(&self) -> &candle_core::Device {
+            LatentModels::device(self.0)
+        }
+        fn dynamics_members(&self) -> usize {
+            self.0.dynamics_members()
+        }
+        fn dynamics(
+            &self,
+            m: usize,
+            z: &Tensor,
+            a: &Tensor,
+        ) -> candle_core::Result<(Tensor, Tensor)> {
+            LatentModels::dynamics(self.0, m, z, a)
+        }
+        fn step_heads(&self, z: &Tensor) -> candle_core::Result<Tensor> {
+            self.0.step_heads(z)
+        }
+        fn final_heads(&self, z: &Tensor) -> candle_core::Result<Tensor> {
+            self.0.final_heads(z)
+        }
+        fn packed(&self) -> candle_core::Result<Option<FusedModels>> {
+            self.1.set(self.1.get() + 1);
+            self.0.packed()
+        }
+        fn weights_version(&self) -> Option<u64> {
+            Some(self.0.weights_version())
+        }
+    }
+
+    #[test]
+    fn weights_are_packed_once_per_version_and_new_weights_are_seen() {
+        use crate::model::agent::ModuleKind;
+        let spec = AgentSpec::for_env(EnvKind::Navigation);
+        let (a, b) = (
+            Agent::new(spec.clone(), &Device::Cpu, 0).unwrap(),
+            Agent::new(spec, &Device::Cpu, 1).unwrap(),
+        );
+        let z0 = Tensor::full(0.1f32, (1, 32), &Device::Cpu).unwrap();
+        let cfg = valid(PlannerConfig {
+            ignore_safe_set: true,
+            ignore_constraints: true,
+            ..small()
+        });
+        let counting = CountingPacks(&a, std::cell::Cell::new(0));
+        let (mut p, mut q) = (
+            Planner::for_env(EnvKind::Navigation, 5),
+            Planner::for_env(EnvKind::Navigation, 5),
+        );
+        for _ in 0..3 {
+            let from_p = p.plan(&counting, &z0, &cfg).unwrap();
+            assert_eq!(from_p, q.plan(&a, &z0, &cfg).unwrap());
+        }
+        assert_eq!(counting.1.get(), 1, "three plans with the same weights");
+        // load b's weights into a: the next plan must use them, as a planner that never saw a
+        // does with b itself
+        for m in ModuleKind::ALL {
+            let tensors = b
+                .vars(m)
+                .data()
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(n, v)| (n.clone(), v.as_tensor().copy().unwrap()))
+                .collect();
+            crate::model::checkpoint::assign(&a, m, tensors, std::path::Path::new("b")).unwrap();
+        }
+        let from_p = p.plan(&counting, &z0, &cfg).unwrap();
+        assert_eq!(counting.1.get(), 2, "new weights are packed again");
+        assert_eq!(from_p, q.plan(&b, &z0, &cfg).unwrap());
     }
 }

@@ -29,10 +29,15 @@ pub trait LatentModels {
         tensor_rollout(self, job)
     }
     /// The models packed for the CPU fast path, if they have one: the planner takes this snapshot
-    /// once per call (the weights do not change during a call) and then rolls out through it
-    /// instead of [`LatentModels::rollout`].
+    /// once per weights version ([`LatentModels::weights_version`]; once per call where that is
+    /// unknown) and then rolls out through it instead of [`LatentModels::rollout`].
     fn packed(&self) -> Result<Option<FusedModels>> {
         Ok(None)
+    }
+    /// A number that changes whenever the weights do (`None`: unknown, so nothing derived from
+    /// the weights is cached across calls).
+    fn weights_version(&self) -> Option<u64> {
+        None
     }
 }
 
@@ -215,6 +220,10 @@ impl LatentModels for Agent {
             Some(fused) => fused.rollout(job),
             None => tensor_rollout(self, job),
         }
+    }
+
+    fn weights_version(&self) -> Option<u64> {
+        Some(Agent::weights_version(self))
     }
 
     fn packed(&self) -> Result<Option<FusedModels>> {

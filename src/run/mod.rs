@@ -172,8 +172,7 @@ pub fn save_gif(path: &Path, frames: &[&[u8]], scale: u32, delay_ms: u32) -> Res
                 .with_context(|| format!("encoding {}", path.display()))?;
         }
     }
-    crate::files::write_atomic(path, &bytes)
-        .with_context(|| format!("writing {}", path.display()))
+    crate::files::write_atomic(path, &bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

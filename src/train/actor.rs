@@ -77,7 +77,9 @@ impl Actor {
     /// Encodes the current observation, plans with `cfg`, and executes the chosen action.
     pub fn step(&mut self, agent: &Agent, cfg: &Valid<PlannerConfig>) -> Result<AgentStep> {
         let t = self.t();
-        let (mean, _) = agent.encode_observations(&[&self.obs]).context("encoding the observation")?;
+        let (mean, _) = agent
+            .encode_observations(&[&self.obs])
+            .context("encoding the observation")?;
         let latent = mean.len();
         let z = Tensor::from_vec(mean, (1, latent), &agent.device)?;
         let (action, plan) = self

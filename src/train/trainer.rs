@@ -5,10 +5,10 @@ use super::adam::{Adam, AdamParams};
 use super::{ChunkReport, TrainError, losses};
 use crate::config::{Config, SafeSetLoss, Valid};
 use crate::data::augment::random_resized_crops;
-use crate::files::write_atomic;
 use crate::data::images::{ImagePool, image_tensor};
 use crate::data::replay::{Filter, LatentReplay};
 use crate::env::IMAGE_SIZE;
+use crate::files::write_atomic;
 use crate::model::agent::{Agent, ModuleKind};
 use crate::model::checkpoint::CheckpointError;
 use crate::model::rng::TensorRng;
@@ -333,6 +333,7 @@ impl Trainer {
             });
         }
         self.optimizers[i].backward_step(loss)?;
+        agent.weights_changed();
         self.iterations[i] += 1;
         let every = match m {
             ModuleKind::Ss => self.config.safe_set.target_every,
@@ -443,6 +444,7 @@ fn update_delta_stats(agent: &Agent, deltas: &Tensor) -> candle_core::Result<(Te
     mean_v.set(&mean)?;
     var_v.set(&var)?;
     count_v.set(&Tensor::new(total as f32, deltas.device())?)?;
+    agent.weights_changed();
     Ok((mean, (var + 1e-8)?.sqrt()?))
 }
 
@@ -512,8 +514,14 @@ mod tests {
         let mut r = replay(50, |_| record(-1.0, false, 0.0), 0.0);
         let online = "model.6.weight";
         let target = "target.model.6.weight";
+        let version = agent.weights_version();
         t.train_module(&agent, &mut r, ModuleKind::Ss, 2, 0, |_| {})
             .unwrap();
+        assert_ne!(
+            agent.weights_version(),
+            version,
+            "training renews the version"
+        );
         assert_ne!(
             var(&agent, ModuleKind::Ss, online),
             var(&agent, ModuleKind::Ss, target)
