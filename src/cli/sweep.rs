@@ -119,11 +119,13 @@ fn plan(args: &PlanArgs) -> Result<()> {
         demo_limit: args.demo_episodes,
     })?;
     let path = plan.write(&args.out)?;
+    let n = plan.runs.len();
+    println!("{n} runs (indices 0-{}) in {}", n - 1, path.display());
     println!(
-        "{} runs (indices 0-{}) in {}",
-        plan.runs.len(),
-        plan.runs.len().saturating_sub(1),
-        path.display()
+        "run them here with `ls3 sweep local {dir} --jobs K`, or on SLURM with \
+         `sbatch --array=0-{}%K deploy/slurm-array.sh {dir}`",
+        n - 1,
+        dir = args.out.display()
     );
     Ok(())
 }
