@@ -75,6 +75,10 @@ pub fn run_one(sweep: &Path, index: usize, observer: &mut dyn Observer) -> Resul
     let plan = SweepPlan::read(sweep)?;
     let run = plan.run(index)?;
     let dir = run_dir(sweep, run);
+    // Checked before opening the session, which would append to a finished run's log.
+    if status(sweep, run)? == RunStatus::Finished {
+        return Ok(Outcome::AlreadyFinished);
+    }
     let mut session = if Layout(&dir).config().is_file() {
         Session::resume(&dir)?
     } else {
