@@ -189,15 +189,18 @@ fn local(args: &LocalArgs) -> Result<()> {
 fn report(args: &ReportArgs) -> Result<()> {
     let report = write_report(&args.dir, args.last_rounds)?;
     for v in &report.variants {
-        println!(
-            "{} {}: n = {}, success (last {}) {:.0} ± {:.0} %",
-            v.env,
-            v.ablation.label(),
-            v.n,
-            report.last_rounds,
-            v.last_success_rate.mean * 100.0,
-            v.last_success_rate.std * 100.0
-        );
+        let success = v.last_success_rate;
+        let summary = if v.n == 0 {
+            "no finished seeds".to_string()
+        } else {
+            format!(
+                "success (last {}) {:.0} ± {:.0} %",
+                report.last_rounds,
+                success.mean * 100.0,
+                success.std * 100.0
+            )
+        };
+        println!("{} {}: n = {}, {summary}", v.env, v.ablation.label(), v.n);
     }
     for u in &report.unfinished {
         println!("unfinished: run {} {}", u.index, u.name);
