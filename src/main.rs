@@ -56,6 +56,10 @@ enum Command {
     /// and writes the comparison table (success, violations, cost of the last rounds, the
     /// demonstrators' cost) to <OUT>/<env>/results.md.
     Results(cli::results::ResultsArgs),
+    /// Many runs as one sweep: plan environments × seeds × ablations into a folder, run them
+    /// (one index per job-array task, or all on this machine) and report means ± std over seeds.
+    #[command(subcommand)]
+    Sweep(cli::sweep::SweepCommand),
     /// Writes a half-precision copy of a checkpoint folder (weights as 16-bit floats: half the
     /// size, for shipping an agent; every command loads it like any other checkpoint).
     Compact(cli::checkpoint::CompactArgs),
@@ -115,6 +119,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Run(args) => cli::run::run(&args),
         Command::Eval(args) => cli::run::eval(&args),
         Command::Results(args) => cli::results::results(&args),
+        Command::Sweep(command) => cli::sweep::run(&command),
         Command::Compact(args) => cli::checkpoint::compact(&args),
         Command::DynamicsError(args) => cli::dynamics_error::run(&args),
         Command::Probe(args) => cli::probe::run(

@@ -12,6 +12,7 @@ pub mod plan_check;
 pub mod probe;
 pub mod results;
 pub mod run;
+pub mod sweep;
 pub mod train;
 
 use indicatif::{ProgressBar, ProgressStyle};

@@ -1,9 +1,10 @@
 //! `ls3 results`: LS3 and both planner ablations on one environment, then the comparison table.
 
-use super::run::{Ablation, RunView};
+use super::run::RunView;
 use anyhow::{Context, Result};
 use ls3::config::{Config, Preset, Validate, read_file};
 use ls3::env::EnvKind;
+use ls3::planner::Ablation;
 use ls3::train::results::{RunResult, markdown_table, summarize};
 use ls3::train::run_state::Layout;
 use ls3::train::{Session, SessionOptions};

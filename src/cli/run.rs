@@ -6,34 +6,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ls3::config::{Config, Preset, Validate, read_file};
 use ls3::env::EnvKind;
 use ls3::model::checkpoint;
-use ls3::planner::PlannerConfig;
+use ls3::planner::Ablation;
 use ls3::run::RunDir;
 use ls3::train::metrics::{EpisodeSummary, mean_std};
 use ls3::train::{Event, Session, SessionOptions, evaluate};
 use std::path::PathBuf;
-
-/// Planner ablations of the paper.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Ablation {
-    /// Full LS3.
-    #[default]
-    None,
-    /// Plans need not end in the learned safe set.
-    NoSafeSet,
-    /// Predicted constraint violations are not penalised.
-    NoConstraints,
-}
-
-impl Ablation {
-    /// Switches the ablation on in `planner`.
-    pub fn apply(self, planner: &mut PlannerConfig) {
-        match self {
-            Ablation::None => {}
-            Ablation::NoSafeSet => planner.ignore_safe_set = true,
-            Ablation::NoConstraints => planner.ignore_constraints = true,
-        }
-    }
-}
 
 /// Arguments of `ls3 run`.
 #[derive(clap::Args, Clone, Debug)]

@@ -10,7 +10,9 @@
 //! - [`fused`] and [`kernel`]: the agent's CPU fast path (the whole rollout of a group of
 //!   candidates in cache, on every core).
 //! - [`record`]: the [`PlanRecord`] the views draw.
+//! - [`ablation`]: the paper's [`Ablation`]s (no safe set, no constraints).
 
+pub mod ablation;
 pub mod cem;
 pub mod fused;
 pub mod kernel;
@@ -20,6 +22,7 @@ pub mod rollout;
 #[cfg(test)]
 mod testing;
 
+pub use ablation::Ablation;
 pub use cem::{PlanError, Planner};
 pub use models::LatentModels;
 pub use record::PlanRecord;

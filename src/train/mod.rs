@@ -15,6 +15,7 @@ pub mod phases;
 pub mod results;
 pub mod run_state;
 pub mod session;
+pub mod sweep;
 mod trainer;
 
 pub use actor::Actor;
