@@ -174,7 +174,7 @@ pub fn write_report(sweep: &Path, last_rounds: usize) -> Result<SweepReport> {
     let report = SweepReport::read(sweep, last_rounds)?;
     let write = |name: &str, bytes: &[u8]| {
         let path = sweep.join(name);
-        crate::data::dataset::write_atomic(&path, bytes)
+        crate::files::write_atomic(&path, bytes)
             .with_context(|| format!("writing {}", path.display()))
     };
     write("report.md", markdown::render(&report).as_bytes())?;
