@@ -195,8 +195,9 @@ impl Controls {
                 );
                 ask(
                     "Open run…",
-                    "Overlay a finished run's rounds on the curves (a run folder, or an \
-                     `ls3 results` folder for LS3 and both ablations)",
+                    "Overlay a finished run's rounds on the curves (a run folder, an \
+                     `ls3 results` folder for LS3 and both ablations, or an `ls3 sweep` folder \
+                     for each variant's mean ± std over its finished seeds)",
                     Dialog::OpenRun,
                 );
                 ask(
@@ -334,7 +335,9 @@ impl Dialog {
                 .set_file_name("agent")
                 .save_file(),
             Dialog::OpenDataset => d.set_title("Open dataset folder").pick_folder(),
-            Dialog::OpenRun => d.set_title("Open run or results folder").pick_folder(),
+            Dialog::OpenRun => d
+                .set_title("Open run, results or sweep folder")
+                .pick_folder(),
             Dialog::ImportTorch => d
                 .set_title("Import original .pth checkpoints (pick any of them)")
                 .add_filter("PyTorch", &["pth"])

@@ -4,9 +4,13 @@
 
 use super::data::TrainingData;
 use super::episode_view::{GOAL, HAZARD, PATH, VIOLATION};
+use crate::analysis::sweep::{RoundSpread, Spread};
 use crate::train::metrics::RoundMetrics;
+use egui::Color32;
 use egui::{RichText, Ui};
-use egui_plot::{HLine, HoverPosition, Legend, Line, LineStyle, Plot, PlotPoints, Points};
+use egui_plot::{
+    FilledArea, HLine, HoverPosition, Legend, Line, LineStyle, Plot, PlotPoints, PlotUi, Points,
+};
 
 /// Height of one plot.
 const PLOT_HEIGHT: f32 = 230.0;
@@ -47,12 +51,54 @@ pub fn round_points(rounds: &[RoundMetrics], f: impl Fn(&RoundMetrics) -> f64) -
         .collect()
 }
 
+/// Colours of an opened sweep's variants, in the order they come.
+const SWEEP_COLORS: [Color32; 6] = [
+    Color32::from_rgb(70, 140, 230),
+    Color32::from_rgb(240, 150, 50),
+    Color32::from_rgb(80, 190, 100),
+    Color32::from_rgb(200, 90, 200),
+    Color32::from_rgb(230, 210, 70),
+    Color32::from_rgb(120, 200, 210),
+];
+
+/// `(round, mean − std, mean, mean + std)` of the rounds where `f` gives a finite mean (the band
+/// collapses onto the mean where the std is not a number).
+pub fn spread_points(rounds: &[RoundSpread], f: impl Fn(&RoundSpread) -> Spread) -> Vec<[f64; 4]> {
+    rounds
+        .iter()
+        .map(|r| (r.round as f64, f(r)))
+        .filter(|(_, s)| s.mean.is_finite())
+        .map(|(x, s)| {
+            let (m, d) = (
+                s.mean as f64,
+                if s.std.is_finite() { s.std as f64 } else { 0.0 },
+            );
+            [x, m - d, m, m + d]
+        })
+        .collect()
+}
+
+/// A sweep variant's mean over seeds as a line on its ±1 std band.
+fn spread_band(plot: &mut PlotUi, name: &str, points: &[[f64; 4]], color: Color32) {
+    let xs: Vec<f64> = points.iter().map(|p| p[0]).collect();
+    let lo: Vec<f64> = points.iter().map(|p| p[1]).collect();
+    let hi: Vec<f64> = points.iter().map(|p| p[3]).collect();
+    plot.add(
+        FilledArea::new(format!("{name} ± std"), &xs, &lo, &hi)
+            .fill_color(color.gamma_multiply(0.25))
+            .allow_hover(false),
+    );
+    let mean: Vec<[f64; 2]> = points.iter().map(|p| [p[0], p[2]]).collect();
+    plot.line(Line::new(name.to_string(), mean).color(color));
+}
+
 /// Draws the four plots, or says why there is nothing to draw yet.
 pub fn ui(ui: &mut Ui, training: &TrainingData) {
     let nothing = training.losses.is_empty()
         && training.episodes.is_empty()
         && training.rounds.is_empty()
-        && training.overlays.is_empty();
+        && training.overlays.is_empty()
+        && training.sweep_overlays.is_empty();
     if nothing {
         ui.centered_and_justified(|ui| {
             ui.label("No training curves yet: they appear while an agent trains.");
@@ -170,7 +216,7 @@ fn costs(ui: &mut Ui, t: &TrainingData) {
 }
 
 fn rates(ui: &mut Ui, t: &TrainingData) {
-    let empty = t.rounds.is_empty() && t.overlays.is_empty();
+    let empty = t.rounds.is_empty() && t.overlays.is_empty() && t.sweep_overlays.is_empty();
     titled(ui, "Success and violation rate per round", empty, |ui| {
         plot("curves_rates")
             .x_axis_label("round")
@@ -197,12 +243,17 @@ fn rates(ui: &mut Ui, t: &TrainingData) {
                         .style(dashed),
                     );
                 }
+                for (i, (name, rounds)) in t.sweep_overlays.iter().enumerate() {
+                    let color = SWEEP_COLORS[i % SWEEP_COLORS.len()];
+                    let points = spread_points(rounds, |r| r.success_rate);
+                    spread_band(plot, &format!("{name}: success"), &points, color);
+                }
             });
     });
 }
 
 fn violations(ui: &mut Ui, t: &TrainingData) {
-    let empty = t.rounds.is_empty() && t.overlays.is_empty();
+    let empty = t.rounds.is_empty() && t.overlays.is_empty() && t.sweep_overlays.is_empty();
     titled(ui, "Cumulative violations", empty, |ui| {
         plot("curves_violations")
             .x_axis_label("round")
@@ -215,6 +266,11 @@ fn violations(ui: &mut Ui, t: &TrainingData) {
                         Line::new(name.clone(), round_points(rounds, total))
                             .style(LineStyle::dashed_dense()),
                     );
+                }
+                for (i, (name, rounds)) in t.sweep_overlays.iter().enumerate() {
+                    let color = SWEEP_COLORS[i % SWEEP_COLORS.len()];
+                    let points = spread_points(rounds, |r| r.cumulative_violations);
+                    spread_band(plot, name, &points, color);
                 }
             });
     });
@@ -243,6 +299,28 @@ mod tests {
         assert_eq!(shift, Some(2.01));
         assert!((p[0][1] - 0.01).abs() < 1e-12 && (p[1][1] - 5.01).abs() < 1e-12);
         assert_eq!(shifted_positive(&[[0.0, 0.5]]), (None, vec![[0.0, 0.5]]));
+    }
+
+    #[test]
+    fn spread_points_are_mean_and_one_std_either_side() {
+        let spread = |mean, std| Spread { mean, std };
+        let round = |round, s| RoundSpread {
+            round,
+            seeds: 2,
+            success_rate: s,
+            violation_rate: spread(0.0, 0.0),
+            mean_cost: spread(80.0, 1.0),
+            cumulative_violations: spread(1.0, 0.5),
+        };
+        let rounds = [
+            round(0, spread(0.5, 0.25)),
+            round(1, spread(f32::NAN, f32::NAN)),
+            round(2, spread(1.0, f32::NAN)),
+        ];
+        assert_eq!(
+            spread_points(&rounds, |r| r.success_rate),
+            [[0.0, 0.25, 0.5, 0.75], [2.0, 1.0, 1.0, 1.0]]
+        );
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub struct TrainingData {
     pub demo_mean_cost: Option<f32>,
     /// Rounds of other runs to overlay (e.g. the ablations of `ls3 results`), by name.
     pub overlays: Vec<(String, Vec<RoundMetrics>)>,
+    /// Variants of an opened sweep: per round, mean ± std over seeds, by name.
+    pub sweep_overlays: Vec<(String, Vec<crate::analysis::sweep::RoundSpread>)>,
 }
 
 impl TrainingData {

@@ -281,6 +281,10 @@ impl AppState {
                 t.overlays.retain(|(n, _)| *n != name);
                 t.overlays.push((name, rounds));
             }
+            TrainingUpdate::SweepOverlay { name, rounds } => {
+                t.sweep_overlays.retain(|(n, _)| *n != name);
+                t.sweep_overlays.push((name, rounds));
+            }
             TrainingUpdate::Ended { .. } => t.progress = None,
         }
     }

@@ -151,6 +151,40 @@ mod tests {
     }
 
     #[test]
+    fn curves_render_a_sweeps_bands_of_any_length() {
+        use crate::analysis::sweep::{RoundSpread, Spread};
+        let round = |round, mean: f32| RoundSpread {
+            round,
+            seeds: 2,
+            success_rate: Spread { mean, std: 0.2 },
+            violation_rate: Spread {
+                mean: 0.0,
+                std: 0.0,
+            },
+            mean_cost: Spread {
+                mean: 80.0,
+                std: f32::NAN,
+            },
+            cumulative_violations: Spread {
+                mean,
+                std: f32::NAN,
+            },
+        };
+        let mut state = testing::populated();
+        state.analysis.training.sweep_overlays = vec![
+            (
+                "navigation LS3 (n = 2)".into(),
+                vec![round(0, 0.5), round(1, 0.9)],
+            ),
+            ("navigation no safe set (n = 1)".into(), vec![round(0, 0.1)]),
+            ("reacher LS3 (n = 0)".into(), vec![]),
+        ];
+        let mut h = harness(state, Tab::Curves);
+        h.run();
+        assert_eq!(h.state().1.tab, Tab::Curves);
+    }
+
+    #[test]
     fn every_view_renders_empty_and_populated_state() {
         for tab in Tab::ALL {
             for state in [AppState::default(), testing::populated()] {

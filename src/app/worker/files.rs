@@ -3,6 +3,7 @@
 //! [`Event::Error`] naming the file and the problem; the app carries on as before.
 
 use super::{Event, TrainingUpdate, Worker, WorkerState};
+use crate::analysis::sweep::SweepReport;
 use crate::config::{Preset, Valid};
 use crate::files::write_atomic;
 use crate::model::checkpoint;
@@ -23,6 +24,9 @@ impl Worker {
     /// Reads the per-round metrics of a run folder — or of each run of an `ls3 results` folder —
     /// and overlays them on the curves.
     pub(super) fn open_run(&mut self, dir: &Path) {
+        if dir.join("sweep.json").is_file() {
+            return self.open_sweep(dir);
+        }
         let mut runs: Vec<(String, std::path::PathBuf)> = RESULT_RUNS
             .iter()
             .map(|(folder, name)| (name.to_string(), dir.join(folder)))
@@ -47,6 +51,33 @@ impl Worker {
                 }
                 Err(e) => self.emit(Event::Error(format!("could not open the run: {e:#}"))),
             }
+        }
+    }
+
+    /// Reads a sweep folder and overlays each variant's mean ± std over its finished seeds.
+    fn open_sweep(&mut self, dir: &Path) {
+        let report = match SweepReport::read(dir, 3) {
+            Ok(r) => r,
+            Err(e) => {
+                return self.emit(Event::Error(format!(
+                    "could not open the sweep {}: {e:#}",
+                    dir.display()
+                )));
+            }
+        };
+        let shown: Vec<_> = report.variants.into_iter().filter(|v| v.n > 0).collect();
+        self.emit(Event::Notice(format!(
+            "overlaid {} variants of the sweep {} ({} runs unfinished)",
+            shown.len(),
+            dir.display(),
+            report.unfinished.len()
+        )));
+        for v in shown {
+            let name = format!("{} {} (n = {})", v.env.name(), v.ablation.label(), v.n);
+            self.emit(Event::Training(TrainingUpdate::SweepOverlay {
+                name,
+                rounds: v.rounds,
+            }));
         }
     }
 

@@ -201,6 +201,11 @@ pub enum TrainingUpdate {
         name: String,
         rounds: Vec<RoundMetrics>,
     },
+    /// One variant of a sweep: per round, mean and std over its finished seeds (`name` says n).
+    SweepOverlay {
+        name: String,
+        rounds: Vec<crate::analysis::sweep::RoundSpread>,
+    },
     /// The run ended (all rounds done) or was stopped; its folder is consistent.
     Ended {
         completed: bool,

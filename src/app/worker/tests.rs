@@ -607,6 +607,76 @@ fn a_results_folder_overlays_each_of_its_runs_and_a_missing_one_is_an_error() {
     );
 }
 
+#[test]
+fn open_run_on_a_sweep_overlays_each_variant_over_its_finished_seeds() {
+    use crate::config::Preset;
+    use crate::planner::Ablation;
+    use crate::train::metrics::{MetricsLog, RoundMetrics};
+    use crate::train::run_state::{Layout, RunState};
+    use crate::train::sweep::{Base, SweepPlan, SweepSpec, execute::run_dir};
+    let dir = tempfile::tempdir().unwrap();
+    let plan = SweepPlan::new(&SweepSpec {
+        envs: vec![EnvKind::Navigation],
+        seeds: vec![0, 1, 2],
+        ablations: vec![Ablation::None, Ablation::NoSafeSet],
+        base: Base::Preset(Preset::Quick),
+        rounds: Some(2),
+        demo_limit: None,
+    })
+    .unwrap();
+    plan.write(dir.path()).unwrap();
+    // every seed of LS3 finished with success 0.5 then 1.0 · seed; seed 2 of the ablation did not
+    for run in &plan.runs {
+        let folder = run_dir(dir.path(), run);
+        std::fs::create_dir_all(&folder).unwrap();
+        let finished = !(run.ablation == Ablation::NoSafeSet && run.seed == 2);
+        let mut log = MetricsLog::open(&folder).unwrap();
+        for r in 0..2 {
+            let mut m = RoundMetrics::of(r, &[], 0);
+            m.success_rate = if r == 0 { 0.5 } else { run.seed as f32 / 2.0 };
+            log.round(&m).unwrap();
+        }
+        let state = RunState {
+            finished,
+            rounds_done: 2,
+            ..RunState::default()
+        };
+        std::fs::write(Layout(&folder).state(), serde_json::to_vec(&state).unwrap()).unwrap();
+    }
+    let worker = spawn(EnvKind::Navigation, 25.0);
+    wait_for(&worker, |e| matches!(e, Event::EpisodeStarted(_)));
+    worker.send(Command::OpenRun(dir.path().to_path_buf()));
+    let mut overlays = Vec::new();
+    wait_for(&worker, |e| {
+        if let Event::Training(TrainingUpdate::SweepOverlay { name, rounds }) = e {
+            overlays.push((name.clone(), rounds.clone()));
+        }
+        overlays.len() == 2
+    });
+    let names: Vec<&str> = overlays.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["navigation LS3 (n = 3)", "navigation no safe set (n = 2)"]
+    );
+    let ls3 = &overlays[0].1;
+    assert_eq!(ls3.len(), 2);
+    assert_eq!(
+        (ls3[0].success_rate.mean, ls3[0].success_rate.std),
+        (0.5, 0.0)
+    );
+    // seeds 0, 1, 2 → 0, 0.5, 1: mean 0.5, population std √(1/6)
+    assert!((ls3[1].success_rate.mean - 0.5).abs() < 1e-6);
+    assert!((ls3[1].success_rate.std - (1.0f32 / 6.0).sqrt()).abs() < 1e-5);
+    // a sweep folder whose plan cannot be read is an error naming it
+    std::fs::write(dir.path().join("sweep.json"), b"{").unwrap();
+    worker.send(Command::OpenRun(dir.path().to_path_buf()));
+    let events = wait_for(&worker, |e| matches!(e, Event::Error(_)));
+    assert!(
+        matches!(events.last(), Some(Event::Error(m)) if m.contains("could not open the sweep")),
+        "{events:#?}"
+    );
+}
+
 /// Quick planner settings with more elites than candidates.
 fn too_many_elites() -> PlannerConfig {
     PlannerConfig {
