@@ -14,6 +14,10 @@ mod cli;
 #[derive(Parser)]
 #[command(name = "ls3", version, about, long_about)]
 struct Cli {
+    /// Where the networks run: auto (a CUDA GPU when built with `--features cuda` and one is
+    /// present, else the CPU), cpu, cuda or cuda:N. Applies to every command, the app included.
+    #[arg(long, global = true, default_value = "auto")]
+    device: ls3::model::DeviceChoice,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -106,6 +110,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn dispatch(cli: Cli) -> Result<()> {
+    ls3::model::choose_device(cli.device).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
     let Some(command) = cli.command else {
         return ls3::app::run(ls3::app::AppOptions::default());
     };
@@ -119,7 +124,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Run(args) => cli::run::run(&args),
         Command::Eval(args) => cli::run::eval(&args),
         Command::Results(args) => cli::results::results(&args),
-        Command::Sweep(command) => cli::sweep::run(&command),
+        Command::Sweep(command) => cli::sweep::run(&command, cli.device),
         Command::Compact(args) => cli::checkpoint::compact(&args),
         Command::DynamicsError(args) => cli::dynamics_error::run(&args),
         Command::Probe(args) => cli::probe::run(

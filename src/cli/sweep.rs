@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use ls3::analysis::sweep::write_report;
 use ls3::config::{Preset, read_file};
 use ls3::env::EnvKind;
+use ls3::model::DeviceChoice;
 use ls3::planner::Ablation;
 use ls3::train::sweep::local::{LocalEvent, run_local};
 use ls3::train::sweep::plan::{parse_list, parse_seeds};
@@ -71,6 +72,11 @@ pub struct LocalArgs {
     /// Worker processes at a time.
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
+    /// Devices to pin the workers to, in turn by run index (e.g. `cuda:0,cuda:1`); each worker
+    /// gets `--device <one of them>`. Default: every worker uses `--device` as given to this
+    /// command.
+    #[arg(long, value_delimiter = ',')]
+    pub devices: Vec<DeviceChoice>,
 }
 
 /// Arguments of `ls3 sweep report`.
@@ -84,11 +90,12 @@ pub struct ReportArgs {
 }
 
 /// Dispatches `ls3 sweep …`.
-pub fn run(command: &SweepCommand) -> Result<()> {
+/// Runs a sweep subcommand; `device` is the `--device` this process was given.
+pub fn run(command: &SweepCommand, device: DeviceChoice) -> Result<()> {
     match command {
         SweepCommand::Plan(args) => plan(args),
         SweepCommand::Run(args) => run_index(args),
-        SweepCommand::Local(args) => local(args),
+        SweepCommand::Local(args) => local(args, device),
         SweepCommand::Report(args) => report(args),
     }
 }
@@ -145,7 +152,16 @@ fn run_index(args: &RunArgs) -> Result<()> {
     Ok(())
 }
 
-fn local(args: &LocalArgs) -> Result<()> {
+/// The `--device` of the worker of run `index`: the pinned devices in turn, else this process's
+/// own choice when it is not `auto`.
+fn device_for(pinned: &[DeviceChoice], index: usize, own: DeviceChoice) -> Option<DeviceChoice> {
+    match pinned {
+        [] => (own != DeviceChoice::Auto).then_some(own),
+        _ => Some(pinned[index % pinned.len()]),
+    }
+}
+
+fn local(args: &LocalArgs, device: DeviceChoice) -> Result<()> {
     let exe = std::env::current_exe().context("finding the ls3 executable")?;
     let dir = args.dir.clone();
     let worker = |index: usize| {
@@ -155,6 +171,9 @@ fn local(args: &LocalArgs) -> Result<()> {
             .arg(&dir)
             .arg("--index")
             .arg(index.to_string());
+        if let Some(d) = device_for(&args.devices, index, device) {
+            c.arg("--device").arg(d.to_string());
+        }
         c
     };
     let failed = run_local(&args.dir, args.jobs, &worker, &mut |e| match e {
@@ -207,4 +226,23 @@ fn report(args: &ReportArgs) -> Result<()> {
     }
     println!("written to {}", args.dir.join("report.md").display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_are_pinned_to_devices_in_turn() {
+        let pinned = [DeviceChoice::Cuda(0), DeviceChoice::Cuda(1)];
+        let got: Vec<_> = (0..3)
+            .map(|i| device_for(&pinned, i, DeviceChoice::Auto))
+            .collect();
+        assert_eq!(got, [Some(pinned[0]), Some(pinned[1]), Some(pinned[0])]);
+        assert_eq!(device_for(&[], 5, DeviceChoice::Auto), None);
+        assert_eq!(
+            device_for(&[], 5, DeviceChoice::Cpu),
+            Some(DeviceChoice::Cpu)
+        );
+    }
 }
