@@ -60,14 +60,16 @@ pub fn status(sweep: &Path, run: &PlannedRun) -> Result<RunStatus> {
     })
 }
 
+/// The initial agent of a shared training folder: it exists once that training is complete.
+fn shared_init(shared: &Path) -> PathBuf {
+    Layout(shared).round_checkpoint(0).join("agent.json")
+}
+
 /// The shared training `run` starts from is complete (or it has none).
 pub fn shared_ready(sweep: &Path, run: &PlannedRun) -> bool {
-    run.shared.as_ref().is_none_or(|name| {
-        Layout(&shared_dir(sweep, name))
-            .round_checkpoint(0)
-            .join("agent.json")
-            .is_file()
-    })
+    run.shared
+        .as_ref()
+        .is_none_or(|name| shared_init(&shared_dir(sweep, name)).is_file())
 }
 
 /// Runs run `index` of the sweep in `sweep` to its end, resuming it if it was interrupted.
@@ -115,7 +117,7 @@ pub fn run_one(sweep: &Path, index: usize, observer: &mut dyn Observer) -> Resul
 /// trains them (a run with no online rounds) unless another worker did or is doing so, in which
 /// case it waits for that worker.
 fn train_shared(shared: &Path, run: &PlannedRun, observer: &mut dyn Observer) -> Result<()> {
-    let init = Layout(shared).round_checkpoint(0).join("agent.json");
+    let init = shared_init(shared);
     let parent = shared.parent().unwrap_or(shared);
     std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     let lock_path = shared.with_extension("lock");
