@@ -1,6 +1,7 @@
 //! `ls3 sweep` end to end on the tiny navigation configuration (`assets/configs/tiny_sweep.json`):
-//! 2 seeds × 2 ablations run locally two at a time, a finished run is never redone, the report
-//! counts every seed, and the cluster files in `deploy/` run commands the CLI accepts.
+//! 2 seeds × 2 ablations run locally, interrupted as Ctrl-C does and started again: a finished
+//! run is never redone, the interrupted one resumes, the report counts every seed, and the
+//! cluster files in `deploy/` run commands the CLI accepts.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -62,6 +63,62 @@ fn mtimes(dir: &Path) -> Vec<(PathBuf, SystemTime)> {
     out
 }
 
+/// `finished` of a run folder's `state.json` (`None` before it exists).
+fn status_of(run: &Path) -> Option<bool> {
+    let text = std::fs::read_to_string(run.join("state.json")).ok()?;
+    let state: serde_json::Value = serde_json::from_str(&text).ok()?;
+    state["finished"].as_bool()
+}
+
+/// Starts `ls3 sweep local --jobs 1` in its own process group, waits until run 0
+/// (`navigation-none-s0`) has finished and another run folder holds its configuration, then
+/// sends SIGINT to the whole group. Returns run 0's file times at that moment and the folder of
+/// the run that was under way.
+fn interrupt_after_first_run(sweep: &Path) -> (Vec<(PathBuf, SystemTime)>, PathBuf) {
+    use std::os::unix::process::CommandExt;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ls3"))
+        .args(["sweep", "local", sweep.to_str().unwrap(), "--jobs", "1"])
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .env_remove("JOB_COMPLETION_INDEX")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("ls3 sweep local starts");
+    let run0 = sweep.join("runs/navigation-none-s0");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
+    let next = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sweep did not get past run 0"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "sweep local ended before it was interrupted"
+        );
+        if status_of(&run0) == Some(true) {
+            let started = std::fs::read_dir(sweep.join("runs"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| *p != run0 && p.join("config.json").is_file());
+            if let Some(p) = started {
+                break p;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let before = mtimes(&run0);
+    let pgid = format!("-{}", child.id());
+    let killed = Command::new("kill")
+        .args(["-INT", "--", &pgid])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let exit = child.wait().unwrap();
+    assert!(!exit.success(), "sweep local was not interrupted: {exit:?}");
+    (before, next)
+}
+
 #[test]
 fn a_tiny_sweep_runs_locally_skips_finished_runs_and_reports_every_seed() {
     let tmp = tempfile::tempdir().unwrap();
@@ -73,13 +130,15 @@ fn a_tiny_sweep_runs_locally_skips_finished_runs_and_reports_every_seed() {
     let o = plan(&sweep);
     assert!(o.status.success(), "{}", text(&o));
 
-    // Run 0 first, as an interrupted sweep would have left it.
-    let o = ls3(&["sweep", "run", sweep.to_str().unwrap(), "--index", "0"]);
-    assert!(o.status.success(), "{}", text(&o));
+    // Interrupt `sweep local` the way Ctrl-C does (SIGINT to its process group, workers
+    // included) once run 0 has finished and the next run is under way.
     let run0 = sweep.join("runs/navigation-none-s0");
-    let before = mtimes(&run0);
-    assert!(before.iter().any(|(p, _)| p.ends_with("metrics.csv")));
-
+    let (before, interrupted) = interrupt_after_first_run(&sweep);
+    assert!(
+        status_of(&interrupted) != Some(true),
+        "{} finished before the interrupt",
+        interrupted.display()
+    );
     let o = ls3(&["sweep", "local", sweep.to_str().unwrap(), "--jobs", "2"]);
     let out = text(&o);
     assert!(o.status.success(), "{out}");
@@ -95,6 +154,10 @@ fn a_tiny_sweep_runs_locally_skips_finished_runs_and_reports_every_seed() {
         assert!(out.contains(&format!("{name}: finished after")), "{out}");
     }
     assert_eq!(mtimes(&run0), before, "the finished run was touched");
+    // The interrupted run went on from where it stopped.
+    assert_eq!(status_of(&interrupted), Some(true));
+    let log = std::fs::read_to_string(interrupted.join("log.txt")).unwrap();
+    assert!(log.contains("resuming"), "{log}");
 
     // Each seed trained its own demos and initial agent, and both its runs started from them.
     for seed in [0, 1] {
