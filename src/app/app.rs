@@ -101,6 +101,9 @@ impl StudioApp {
         if let Some(path) = &options.config {
             worker.send(Command::LoadConfig(path.clone()));
         }
+        if let Some(dir) = &options.open {
+            worker.send(Command::OpenRun(dir.clone()));
+        }
         if options.train {
             worker.send(Command::TrainFromScratch);
         }

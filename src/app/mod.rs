@@ -58,6 +58,8 @@ pub struct AppOptions {
     pub config: Option<PathBuf>,
     /// With `train` and `screenshot`: capture after this many rounds instead of `after_steps`.
     pub after_rounds: Option<u64>,
+    /// A run, results or sweep folder to open at launch (curves overlaid).
+    pub open: Option<PathBuf>,
     /// Print a responsiveness report to stderr when the window closes.
     pub report: bool,
 }

@@ -150,7 +150,13 @@ fn has_data(view: Tab, state: &AppState) -> bool {
             .is_some_and(|l| l.plans.last().is_some_and(Option::is_some)),
         Tab::Latents => analysis.latents.is_some(),
         Tab::Heatmaps => analysis.heatmaps.is_some(),
-        Tab::Curves => !analysis.training.losses.is_empty() || !analysis.training.rounds.is_empty(),
+        Tab::Curves => {
+            let t = &analysis.training;
+            !t.losses.is_empty()
+                || !t.rounds.is_empty()
+                || !t.overlays.is_empty()
+                || !t.sweep_overlays.is_empty()
+        }
     }
 }
 

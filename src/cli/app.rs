@@ -48,6 +48,10 @@ pub struct AppArgs {
     /// (instead of after --after-steps steps).
     #[arg(long, requires_all = ["train", "screenshot"])]
     pub after_rounds: Option<u64>,
+    /// A run, `ls3 results` or `ls3 sweep` folder to open at launch, as *Open run…* does: its
+    /// per-round curves (a sweep: each variant's mean ± std over seeds) in the curves view.
+    #[arg(long, value_name = "DIR")]
+    pub open: Option<PathBuf>,
     /// When the window closes, print frame times (median, 95th percentile), the worker→UI
     /// event latency and the memory in use to stderr.
     #[arg(long)]
@@ -68,6 +72,7 @@ pub fn open(args: AppArgs) -> Result<()> {
         train: args.train,
         config: args.config,
         after_rounds: args.after_rounds,
+        open: args.open,
         report: args.report,
     })
 }

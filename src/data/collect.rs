@@ -66,9 +66,9 @@ pub struct CollectOptions {
 /// Runs episode `i` of `set` for `kind` from the run seed.
 pub fn demo_episode(kind: EnvKind, set: &DemoSet, seed: u64, i: usize) -> Episode {
     let mut env = kind.make(derive(seed, set.name, i as u64));
-    let mut rng =
+    let rng =
         rand::rngs::StdRng::seed_from_u64(derive(seed, &format!("{}/teacher", set.name), i as u64));
-    run_episode(env.as_mut(), set, &mut rng)
+    run_episode(env.as_mut(), set, rng)
 }
 
 /// The folder a set is written to.

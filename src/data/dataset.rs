@@ -225,8 +225,8 @@ mod tests {
     fn demo(seed: u64) -> Episode {
         let kind = EnvKind::Navigation;
         let mut env = kind.make(seed);
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        run_episode(env.as_mut(), &kind.demo_sets()[0], &mut rng)
+        let rng = rand::rngs::StdRng::seed_from_u64(seed);
+        run_episode(env.as_mut(), &kind.demo_sets()[0], rng)
     }
 
     #[test]

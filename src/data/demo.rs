@@ -1,59 +1,29 @@
-//! Playing a scripted teacher for one labelled demo episode (LS3_SPEC §2): the teacher acts, the
-//! demo set adds its noise, and the transitions are labelled at the end.
+//! One labelled demo episode (LS3_SPEC §2): a demo set's teacher played by the episode player.
 
-use super::episode::{Episode, Transition, label};
+use super::episode::Episode;
+use super::player::{DemoPolicy, Player};
+use crate::env::Env;
 use crate::env::demos::{DemoSet, Teacher};
-use crate::env::{Env, FrameStack};
 use rand::rngs::StdRng;
-use rand_distr::Normal;
 
 /// Runs one demo episode of `set` in `env` and returns it labelled. Teacher randomness and action
 /// noise come from `rng`; simulator noise from the env's own stream.
-pub fn run_episode(env: &mut dyn Env, set: &DemoSet, rng: &mut StdRng) -> Episode {
-    run_episode_with(env, set, set.teacher.build(), rng)
+pub fn run_episode(env: &mut dyn Env, set: &DemoSet, rng: StdRng) -> Episode {
+    play(env, DemoPolicy::new(set, rng), set)
 }
 
 /// [`run_episode`] with another teacher than the set's own (e.g. one with other start rules).
 pub fn run_episode_with(
     env: &mut dyn Env,
     set: &DemoSet,
-    mut teacher: Box<dyn Teacher>,
-    rng: &mut StdRng,
+    teacher: Box<dyn Teacher>,
+    rng: StdRng,
 ) -> Episode {
-    let kind = env.kind();
-    let mut stack = FrameStack::new(kind.frame_stack());
-    stack.reset(env);
-    teacher.begin(env, rng);
-    let start_state = env.state();
-    let mut obs = stack.restart(env.render());
-    let std = set.noise * 2.0 * kind.action_bound();
-    let noise = Normal::new(0.0f32, std.max(f32::MIN_POSITIVE)).expect("finite std");
+    play(env, DemoPolicy::with_teacher(set, teacher, rng), set)
+}
 
-    let n = obs.len();
-    let mut ep = Episode {
-        frame_stack: kind.frame_stack(),
-        transitions: Vec::with_capacity(set.steps),
-        obs: Vec::with_capacity(set.steps * n),
-        next_obs: Vec::with_capacity(set.steps * n),
-        start_state: Some(start_state),
-    };
-    for t in 0..set.steps {
-        let state = env.state();
-        let a = set.action(kind, teacher.as_mut(), t, &state, &noise, rng);
-        let (step, next) = stack.step(env, a);
-        ep.obs.extend_from_slice(&obs);
-        ep.next_obs.extend_from_slice(&next);
-        ep.transitions.push(Transition::unlabelled(
-            a,
-            step.reward,
-            step.constraint,
-            set.on_policy,
-            Some(step.state),
-        ));
-        obs = next;
-    }
-    label(&mut ep.transitions);
-    ep
+fn play(env: &mut dyn Env, mut policy: DemoPolicy, set: &DemoSet) -> Episode {
+    Player::play(env, &mut policy, set.steps, set.on_policy).expect("a teacher always acts")
 }
 
 #[cfg(test)]
@@ -116,8 +86,8 @@ mod tests {
             let set = EnvKind::Reacher.demo_sets()[2];
             let run = |seed| {
                 let mut env = Reacher::new(seed);
-                let mut rng = StdRng::seed_from_u64(seed);
-                let ep = run_episode(&mut env, &set, &mut rng);
+                let rng = StdRng::seed_from_u64(seed);
+                let ep = run_episode(&mut env, &set, rng);
                 (
                     ep.start_state,
                     ep.obs,
@@ -135,8 +105,8 @@ mod tests {
             let (mut success, mut violated) = (0, 0);
             for seed in 0..episodes {
                 let mut env = Reacher::new(seed);
-                let mut rng = StdRng::seed_from_u64(1000 + seed);
-                let ep = run_episode(&mut env, &set, &mut rng);
+                let rng = StdRng::seed_from_u64(1000 + seed);
+                let ep = run_episode(&mut env, &set, rng);
                 success += ep.transitions.iter().any(|t| t.reward == 0.0) as usize;
                 violated += ep.transitions.iter().any(|t| t.constraint) as usize;
             }
@@ -165,8 +135,8 @@ mod tests {
             let mut starts = vec![];
             for seed in 0..10 {
                 let mut env = Reacher::new(seed);
-                let mut rng = StdRng::seed_from_u64(2000 + seed);
-                let ep = run_episode(&mut env, &set, &mut rng);
+                let rng = StdRng::seed_from_u64(2000 + seed);
+                let ep = run_episode(&mut env, &set, rng);
                 assert_eq!(ep.transitions.len(), 20);
                 let start = ep.start_state.unwrap();
                 assert!(start[0].abs() <= PI && start[1].abs() <= 0.85 * PI);
@@ -176,9 +146,9 @@ mod tests {
             assert_eq!(starts.len(), 10);
             // the fixed rule starts every episode at the start pose
             let mut env = Reacher::new(0);
-            let mut rng = StdRng::seed_from_u64(0);
+            let rng = StdRng::seed_from_u64(0);
             let teacher = Box::new(InteractionTeacher::new(StartRule::Fixed));
-            let ep = run_episode_with(&mut env, &set, teacher, &mut rng);
+            let ep = run_episode_with(&mut env, &set, teacher, rng);
             assert_eq!(ep.start_state.unwrap(), vec![START[0], START[1], 0.0, 0.0]);
         }
 
@@ -190,8 +160,8 @@ mod tests {
             let firsts: Vec<[f32; 2]> = (0..40)
                 .map(|seed| {
                     let mut env = Reacher::new(seed);
-                    let mut rng = StdRng::seed_from_u64(seed);
-                    run_episode(&mut env, &set, &mut rng).transitions[0].action
+                    let rng = StdRng::seed_from_u64(seed);
+                    run_episode(&mut env, &set, rng).transitions[0].action
                 })
                 .collect();
             for j in 0..2 {
@@ -209,12 +179,12 @@ mod tests {
             let (mut success, mut violated, mut positive, mut steps) = (0, 0, 0, 0);
             for seed in 0..episodes {
                 let mut env = Reacher::new(seed);
-                let mut rng = StdRng::seed_from_u64(3000 + seed);
+                let rng = StdRng::seed_from_u64(3000 + seed);
                 let teacher: Box<dyn Teacher> = match set {
                     1 => Box::new(ConstraintTeacher { start }),
                     _ => Box::new(InteractionTeacher::new(start)),
                 };
-                let ep = run_episode_with(&mut env, &spec, teacher, &mut rng);
+                let ep = run_episode_with(&mut env, &spec, teacher, rng);
                 success += ep.transitions.iter().any(|t| t.reward == 0.0) as usize;
                 violated += ep.transitions.iter().any(|t| t.constraint) as usize;
                 positive += ep.transitions.iter().filter(|t| t.constraint).count();

@@ -1,4 +1,4 @@
-//! Data: episodes and their labels, playing teachers for demo episodes, `.npy` arrays, on-disk
+//! Data: episodes and their labels, the episode player (teachers' demos, the agent's episodes), `.npy` arrays, on-disk
 //! demo sets, demo collection, image augmentation, random-action branches off recorded episodes,
 //! and the latent replay buffer the latent modules train from.
 
@@ -10,4 +10,5 @@ pub mod demo;
 pub mod episode;
 pub mod images;
 pub mod npy;
+pub mod player;
 pub mod replay;

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::analysis::imagine::decode_frames;
 use crate::app::data::PlanShot;
-use crate::env::demos::{DemoSet, Teacher};
+use crate::data::player::{DemoPolicy, Player};
 use crate::model::agent::Agent;
 use crate::planner::PlannerConfig;
 use crate::seed::derive;
@@ -16,18 +16,15 @@ use crate::train::Actor;
 use crate::valid::Valid;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand_distr::Normal;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 /// Who acts in the live episode.
 pub(super) enum Driver {
-    /// The task demonstrator with its random stream and action noise.
+    /// The task demonstrator (its teacher, random stream and action noise) playing its episode.
     Teacher {
-        set: &'static DemoSet,
-        teacher: Box<dyn Teacher>,
-        rng: Box<StdRng>,
-        noise: Normal<f32>,
+        player: Box<Player>,
+        policy: Box<DemoPolicy>,
     },
     /// A trained agent planning every step; its actor owns the environment.
     Agent {
@@ -53,7 +50,6 @@ impl Worker {
     pub(super) fn restart(&mut self) {
         self.next_episode = 0;
         self.live = None;
-        self.env = None;
         self.emit(Event::Restarted {
             kind: self.kind,
             seed: self.seed,
@@ -78,7 +74,6 @@ impl Worker {
             Err(payload) => {
                 let message = panic_message(payload.as_ref());
                 self.live = None;
-                self.env = None;
                 self.emit(Event::Error(format!(
                     "{} episode {} failed: {message}",
                     self.kind, self.next_episode
@@ -148,7 +143,6 @@ impl Worker {
                 marker: env.marker(&state),
                 state,
             };
-            self.env = None;
             self.live = Some(Live {
                 episode,
                 driver: Driver::Agent {
@@ -167,14 +161,13 @@ impl Worker {
         }
         let set = &kind.demo_sets()[0];
         // The same streams as episode `episode` of `ls3 collect` for this set.
-        let mut env = (self.make_env)(kind, derive(self.seed, set.name, episode));
-        let mut rng =
+        let env = (self.make_env)(kind, derive(self.seed, set.name, episode));
+        let rng =
             StdRng::seed_from_u64(derive(self.seed, &format!("{}/teacher", set.name), episode));
-        let mut teacher = set.teacher.build();
-        env.reset();
-        teacher.begin(env.as_mut(), &mut rng);
+        let mut policy = DemoPolicy::new(set, rng);
+        let player = Player::start(env, &mut policy, set.steps, set.on_policy);
+        let env = player.env();
         let state = env.state();
-        let std = set.noise * 2.0 * kind.action_bound();
         let start = EpisodeStart {
             episode,
             kind,
@@ -185,14 +178,11 @@ impl Worker {
             marker: env.marker(&state),
             state,
         };
-        self.env = Some(env);
         self.live = Some(Live {
             episode,
             driver: Driver::Teacher {
-                set,
-                teacher,
-                rng: Box::new(rng),
-                noise: Normal::new(0.0f32, std.max(f32::MIN_POSITIVE)).expect("finite std"),
+                player: Box::new(player),
+                policy: Box::new(policy),
             },
             steps: set.steps,
             t: 0,
@@ -208,28 +198,26 @@ impl Worker {
             return;
         };
         let event = match &mut live.driver {
-            Driver::Teacher {
-                set,
-                teacher,
-                rng,
-                noise,
-            } => {
-                let Some(env) = self.env.as_mut() else {
-                    return;
+            Driver::Teacher { player, policy } => {
+                let played = match player.step(policy.as_mut()) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let message = format!("the demonstrator failed to act: {e:#}");
+                        self.live = None;
+                        self.emit(Event::Error(message));
+                        self.set_state(WorkerState::Paused);
+                        return;
+                    }
                 };
-                let kind = env.kind();
-                let state = env.state();
-                let action = set.action(kind, teacher.as_mut(), live.t, &state, noise, rng);
-                let step = env.step(action);
                 StepEvent {
                     episode: live.episode,
                     t: live.t + 1,
-                    action,
-                    marker: env.marker(&step.state),
-                    frame: step.frame,
-                    state: step.state,
-                    reward: step.reward,
-                    constraint: step.constraint,
+                    action: played.action,
+                    marker: player.env().marker(&played.step.state),
+                    frame: played.step.frame,
+                    state: played.step.state,
+                    reward: played.step.reward,
+                    constraint: played.step.constraint,
                     plan: None,
                 }
             }

@@ -332,7 +332,6 @@ struct Worker {
     agents: HashMap<EnvKind, Option<LoadedAgent>>,
     /// An agent was just loaded: analyse it once its first episode starts.
     analyse_agent: bool,
-    env: Option<Box<dyn Env>>,
     live: Option<Live>,
     next_episode: u64,
     state: WorkerState,
@@ -378,7 +377,6 @@ impl Worker {
             agent_dirs: options.agents,
             agents: HashMap::new(),
             analyse_agent: false,
-            env: None,
             live: None,
             next_episode: 0,
             state: WorkerState::Paused,

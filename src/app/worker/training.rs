@@ -274,7 +274,6 @@ impl Worker {
             }
         };
         self.live = None;
-        self.env = None;
         self.emit(Event::Restarted {
             kind: self.kind,
             seed: self.seed,
@@ -328,7 +327,6 @@ impl Worker {
             }
         }
         self.live = None;
-        self.env = None;
         self.next_episode = session.state().episodes as u64;
         self.emit(Event::Training(TrainingUpdate::Ended { completed }));
         self.emit(Event::Notice(if completed {
