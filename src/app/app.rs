@@ -2,44 +2,16 @@
 //! top bar → side panel → central views, and sends the commands they return.
 
 use super::controls::Controls;
-use super::episode_view::Selection;
 use super::frame_times::FrameTimes;
 use super::screenshot::ScreenshotJob;
+use super::settings::Settings;
 use super::state::{AppState, DEFAULT_CAPACITY};
-use super::views::{Tab, Views};
+use super::views::Views;
+use super::views::episode::Selection;
+use super::views::episode_list;
 use super::worker::{Command, Event, WorkerHandle, WorkerOptions};
-use super::{AppOptions, episode_list, error_bar, shortcuts, top_bar};
-use crate::env::EnvKind;
-use crate::planner::PlannerConfig;
-use serde::{Deserialize, Serialize};
+use super::{AppOptions, error_bar, shortcuts, top_bar};
 use std::time::Instant;
-
-/// What persists between launches (eframe storage). New fields need a default, so older saved
-/// settings still load.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Settings {
-    pub env: EnvKind,
-    /// Pace of play, environment steps per second.
-    pub speed: f32,
-    pub show_overlay: bool,
-    /// Planner settings chosen in the controls (`None`: each agent's own).
-    pub planner: Option<PlannerConfig>,
-    /// The view shown in the central panel.
-    pub tab: Tab,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            env: EnvKind::Navigation,
-            speed: 25.0,
-            show_overlay: true,
-            planner: None,
-            tab: Tab::Episode,
-        }
-    }
-}
 
 /// LS3 Studio's window.
 pub struct StudioApp {
@@ -205,8 +177,9 @@ impl eframe::App for StudioApp {
         egui::CentralPanel::default().show(ui, |ui| {
             let render = frame.wgpu_render_state();
             let (state, selection) = (&self.state, &mut self.selection);
-            self.views
-                .ui(ui, state, selection, &mut self.settings, render);
+            let settings = &mut self.settings;
+            let (tab, overlay) = (&mut settings.tab, &mut settings.show_overlay);
+            self.views.ui(ui, state, selection, tab, overlay, render);
         });
         for command in commands {
             self.worker.send(command);
@@ -307,14 +280,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn settings_load_from_older_or_partial_storage() {
-        let s: Settings = serde_json::from_str(r#"{"env":"push"}"#).expect("partial settings");
-        assert_eq!(s.env, EnvKind::Push);
-        assert_eq!(s.speed, Settings::default().speed);
-        let s: Settings = serde_json::from_str("{}").expect("empty settings");
-        assert_eq!(s, Settings::default());
     }
 }

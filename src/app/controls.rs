@@ -3,7 +3,7 @@
 //! datasets, `.pth` imports — through native dialogs on a helper thread. It only edits a draft
 //! and returns [`Command`]s; the worker does the file work and reports back.
 
-use super::app::Settings;
+use super::settings::Settings;
 use super::state::AppState;
 use super::worker::Command;
 use crate::config::{Config, Preset};

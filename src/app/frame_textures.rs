@@ -1,6 +1,6 @@
 //! Textures of a few observation frames, uploaded again only when what they show changes.
 
-use super::episode_view::to_color_image;
+use super::views::episode::to_color_image;
 use crate::env::Frame;
 use egui::{Color32, Rect, Sense, Stroke, StrokeKind, TextureHandle, TextureOptions, Ui, pos2};
 

@@ -1,26 +1,21 @@
 //! LS3 Studio, the desktop app: a thin egui front end over the library.
 //!
 //! One background [`worker`] owns the simulation and reports typed events; [`state::AppState`]
-//! collects them; the views (`episode_view`, `episode_list`, `top_bar`, …) are functions of that
-//! state that return `Command`s; [`views`] switches the central panel between them. The UI
+//! collects them; the views ([`views`]: episode, plan, latents, heatmaps, curves, the episode
+//! list) and the panels (`top_bar`, `controls`) are functions of that state that return
+//! `Command`s; [`settings::Settings`] is what persists between launches. The UI
 //! thread never simulates, renders observations or touches files.
 
 #[allow(clippy::module_inception)]
 pub mod app;
 mod controls;
-mod curves;
 pub mod data;
-mod episode_list;
-pub mod episode_view;
 mod error_bar;
 mod frame_textures;
 pub mod frame_times;
 mod gif_export;
-mod heatmap_gpu;
-pub mod heatmap_view;
-pub mod latent_view;
-pub mod plan_view;
 mod screenshot;
+pub mod settings;
 mod shortcuts;
 pub mod state;
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! Keyboard shortcuts. Keys are consumed before any widget sees them, so Space never also
 //! presses a focused button.
 
-use super::episode_view::Selection;
 use super::state::AppState;
+use super::views::episode::Selection;
 use super::worker::{Command, WorkerState};
 use egui::{Key, Modifiers};
 

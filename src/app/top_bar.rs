@@ -2,9 +2,9 @@
 //! training job's phase, progress and time left, what the worker is doing, and how long the UI
 //! takes per frame. It edits the persisted settings and returns the commands for the worker.
 
-use super::app::Settings;
 use super::data::JobProgress;
 use super::frame_times::FrameTimes;
+use super::settings::Settings;
 use super::state::AppState;
 use super::worker::{Command, WorkerState};
 use crate::env::EnvKind;
@@ -140,7 +140,7 @@ fn status(state: &AppState) -> RichText {
     });
     match state.worker {
         WorkerState::Playing => {
-            RichText::new(format!("● playing{progress}")).color(super::episode_view::GOAL)
+            RichText::new(format!("● playing{progress}")).color(super::views::episode::GOAL)
         }
         WorkerState::Paused => RichText::new(format!("‖ paused{progress}")).weak(),
     }

@@ -2,18 +2,11 @@
 //! the noisy action a set stores. Playing a teacher for a labelled episode is
 //! `data::demo::run_episode`.
 
-use super::{Env, EnvKind};
+use super::EnvKind;
+pub use super::teacher::Teacher;
 use rand::Rng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal};
-
-/// A scripted policy. `begin` runs after `env.reset()` and may move the env to another start.
-pub trait Teacher {
-    /// Prepares an episode; may call `env.set_state` for a random start.
-    fn begin(&mut self, _env: &mut dyn Env, _rng: &mut StdRng) {}
-    /// The action at step `t` in ground-truth `state` (before noise).
-    fn act(&mut self, t: usize, state: &[f64], rng: &mut StdRng) -> [f32; 2];
-}
 
 /// One published demonstration set.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -11,6 +11,7 @@ pub mod push;
 pub mod raster;
 pub mod reacher;
 mod stack;
+pub mod teacher;
 
 pub use raster::{FRAME_LEN, Frame, IMAGE_SIZE};
 pub use stack::FrameStack;

@@ -3,8 +3,8 @@
 //!
 //! State layout: `[x, y]` in canvas units, y growing downwards (image rows).
 
-use super::demos::Teacher;
 use super::raster::{Frame, Painter, Shape, View};
+use super::teacher::Teacher;
 use super::{Env, EnvKind, Overlay, OverlayShape, Step};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -14,8 +14,8 @@
 //!   fallen0, fallen1, fallen2]` with `fallen_k` ∈ {0, 1}; a fallen block keeps the pose at
 //! which it left the table.
 
-use super::demos::Teacher;
 use super::raster::{Frame, Painter, Shape, View};
+use super::teacher::Teacher;
 use super::{Env, EnvKind, Overlay, OverlayShape, Step};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -11,8 +11,8 @@
 //! control step. As in the original's wrapper, an action is halved before it reaches the motor
 //! (torque 0.05 · a / 2: ±0.025 N·m). Resets are deterministic (fixed start).
 
-use super::demos::Teacher;
 use super::raster::{Frame, Painter, Shape, View};
+use super::teacher::Teacher;
 use super::{Env, EnvKind, Overlay, OverlayShape, Step};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -3,10 +3,10 @@
 //! probabilities, the terminal safe-set probability and value, the CEM search (feasible
 //! candidates per iteration, threshold decays, random fallback) and the settings of that call.
 
-use super::data::PlanShot;
-use super::episode_view::{GOAL, HAZARD, PATH, Selection, VIOLATION};
-use super::frame_textures::{FrameTextures, frame_square};
-use super::state::{AppState, EpisodeRecord};
+use super::episode::{GOAL, HAZARD, PATH, Selection, VIOLATION};
+use crate::app::data::PlanShot;
+use crate::app::frame_textures::{FrameTextures, frame_square};
+use crate::app::state::{AppState, EpisodeRecord};
 use crate::env::Frame;
 use crate::planner::PlannerConfig;
 use egui::{Color32, RichText, Sense, Ui, pos2, vec2};

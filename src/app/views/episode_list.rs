@@ -1,8 +1,8 @@
 //! The side panel: summary of the agent's or demonstrator's episodes so far and the list to pick one to
 //! replay.
 
-use super::episode_view::{GOAL, HAZARD, Selection, VIOLATION};
-use super::state::{AppState, EpisodeRecord};
+use super::episode::{GOAL, HAZARD, Selection, VIOLATION};
+use crate::app::state::{AppState, EpisodeRecord};
 use egui::{Color32, RichText, Ui};
 
 /// Draws the summary and the episode list; clicking an entry edits `selection`.
@@ -15,7 +15,7 @@ pub fn ui(ui: &mut Ui, state: &AppState, selection: &mut Selection) {
         .map(|l| l.demonstrator)
         .or_else(|| state.kind.demo_sets().first().map(|set| set.name))
         .unwrap_or("–");
-    ui.heading(if demonstrator == super::worker::AGENT_NAME {
+    ui.heading(if demonstrator == crate::app::worker::AGENT_NAME {
         "Trained agent"
     } else {
         "Task demonstrator"

@@ -2,14 +2,14 @@
 //! texture and coloured by `shaders/heatmap.wgsl` inside egui's render pass (an
 //! `egui_wgpu::Callback`). The pipeline and textures live in egui-wgpu's callback resources.
 
-use super::data::HeatmapSnapshot;
 use crate::analysis::heatmap::Head;
+use crate::app::data::HeatmapSnapshot;
 use eframe::egui_wgpu::{CallbackResources, CallbackTrait, RenderState, ScreenDescriptor};
 use eframe::wgpu;
 use std::sync::Arc;
 
 /// The WGSL source of the heatmap shader.
-pub const SHADER: &str = include_str!("../../shaders/heatmap.wgsl");
+pub const SHADER: &str = include_str!("../../../shaders/heatmap.wgsl");
 
 /// The pipeline and the textures of the four maps, kept between frames.
 struct HeatmapGpu {

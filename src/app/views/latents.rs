@@ -2,11 +2,11 @@
 //! state and the imagined plan of the selected step projected on top; hovering a point shows its
 //! decoded image where the snapshot has one.
 
-use super::data::{LatentLabel, LatentSnapshot};
-use super::episode_view::{GOAL, HAZARD, PATH, Selection, VIOLATION};
-use super::frame_textures::{FrameTextures, frame_square};
-use super::plan_view::plan_at;
-use super::state::AppState;
+use super::episode::{GOAL, HAZARD, PATH, Selection, VIOLATION};
+use super::plan::plan_at;
+use crate::app::data::{LatentLabel, LatentSnapshot};
+use crate::app::frame_textures::{FrameTextures, frame_square};
+use crate::app::state::AppState;
 use egui::{Color32, RichText, Ui};
 use egui_plot::{Legend, Line, MarkerShape, Plot, Points};
 use std::sync::Arc;

@@ -4,12 +4,12 @@
 //! Maps are coloured on the GPU (`heatmap_gpu`) when the window has a wgpu renderer, otherwise on
 //! the CPU with the same colour map.
 
-use super::data::HeatmapSnapshot;
-use super::episode_view::{PATH, Selection};
+use super::episode::{PATH, Selection};
 use super::heatmap_gpu::{self, HeatmapPaint};
-use super::state::AppState;
 use crate::analysis::colormap;
 use crate::analysis::heatmap::{Axes, Head, Heatmaps};
+use crate::app::data::HeatmapSnapshot;
+use crate::app::state::AppState;
 use crate::env::EnvKind;
 use eframe::egui_wgpu::{self, RenderState};
 use egui::{
@@ -440,7 +440,7 @@ mod tests {
 
     #[test]
     #[ignore = "needs a GPU adapter (Mesa's lavapipe will do): \
-                cargo test --lib heatmap_view -- --ignored"]
+                cargo test --lib views::heatmaps -- --ignored"]
     fn the_gpu_shader_draws_the_same_colours_as_the_cpu() {
         let snapshot = Arc::new(testing::heatmaps());
         let mut harness = egui_kittest::Harness::builder()

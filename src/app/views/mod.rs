@@ -1,15 +1,22 @@
 //! The central panel: a tab bar (Episode | Plan | Latents | Heatmaps | Curves, keys 1–5) over the
-//! selected view. Each view is a function of the [`AppState`]; this module only picks one.
+//! selected view, and the episode list of the side panel. Each view is a function of the
+//! [`AppState`]; this module only picks one.
 
-use super::app::Settings;
-use super::curves;
-use super::episode_view::{EpisodeView, Selection};
-use super::heatmap_view::HeatmapView;
-use super::latent_view::LatentView;
-use super::plan_view::PlanView;
-use super::state::AppState;
+pub mod curves;
+pub mod episode;
+pub mod episode_list;
+mod heatmap_gpu;
+pub mod heatmaps;
+pub mod latents;
+pub mod plan;
+
+use crate::app::state::AppState;
 use eframe::egui_wgpu::RenderState;
 use egui::{Key, Modifiers, Ui};
+use episode::{EpisodeView, Selection};
+use heatmaps::HeatmapView;
+use latents::LatentView;
+use plan::PlanView;
 use serde::{Deserialize, Serialize};
 
 /// The views of the central panel, in tab order.
@@ -69,16 +76,15 @@ impl Views {
         ui: &mut Ui,
         state: &AppState,
         selection: &mut Selection,
-        settings: &mut Settings,
+        tab: &mut Tab,
+        show_overlay: &mut bool,
         render: Option<&RenderState>,
     ) {
-        select_by_key(ui.ctx(), &mut settings.tab);
-        tab_bar(ui, &mut settings.tab);
+        select_by_key(ui.ctx(), tab);
+        tab_bar(ui, tab);
         ui.separator();
-        match settings.tab {
-            Tab::Episode => self
-                .episode
-                .ui(ui, state, selection, &mut settings.show_overlay),
+        match *tab {
+            Tab::Episode => self.episode.ui(ui, state, selection, show_overlay),
             Tab::Plan => self.plan.ui(ui, state, selection),
             Tab::Latents => self.latents.ui(ui, state, selection),
             Tab::Heatmaps => self.heatmaps.ui(ui, state, selection, render),
@@ -128,25 +134,17 @@ mod tests {
         assert_eq!(t, Tab::Heatmaps);
         use clap::ValueEnum as _;
         assert_eq!(Tab::from_str("latents", false), Ok(Tab::Latents));
-        let s: Settings = serde_json::from_str(r#"{"tab":"curves"}"#).expect("settings");
-        assert_eq!(s.tab, Tab::Curves);
-        let s: Settings = serde_json::from_str(r#"{"speed":5.0}"#).expect("older settings");
-        assert_eq!(s.tab, Tab::Episode);
     }
 
-    fn harness(state: AppState, tab: Tab) -> Harness<'static, (Views, Settings, Selection)> {
-        let settings = Settings {
-            tab,
-            ..Settings::default()
-        };
+    fn harness(state: AppState, tab: Tab) -> Harness<'static, (Views, Tab, bool, Selection)> {
         Harness::builder()
             .with_size([1100.0, 760.0])
             .with_context_setup(crate::app::app::install_symbol_fallback)
             .build_ui_state(
-                move |ui, (views, settings, selection)| {
-                    views.ui(ui, &state, selection, settings, None);
+                move |ui, (views, tab, overlay, selection)| {
+                    views.ui(ui, &state, selection, tab, overlay, None);
                 },
-                (Views::default(), settings, Selection::default()),
+                (Views::default(), tab, true, Selection::default()),
             )
     }
 
@@ -181,7 +179,7 @@ mod tests {
         ];
         let mut h = harness(state, Tab::Curves);
         h.run();
-        assert_eq!(h.state().1.tab, Tab::Curves);
+        assert_eq!(h.state().1, Tab::Curves);
     }
 
     #[test]
@@ -190,7 +188,7 @@ mod tests {
             for state in [AppState::default(), testing::populated()] {
                 let mut h = harness(state, tab);
                 h.run();
-                assert_eq!(h.state().1.tab, tab);
+                assert_eq!(h.state().1, tab);
             }
         }
     }
@@ -202,16 +200,17 @@ mod tests {
         h.get_by_label("Export GIF");
         h.get_by_label("Curves").click();
         h.run();
-        assert_eq!(h.state().1.tab, Tab::Curves);
+        assert_eq!(h.state().1, Tab::Curves);
         h.key_press(Key::Num2);
         h.run();
-        assert_eq!(h.state().1.tab, Tab::Plan);
+        assert_eq!(h.state().1, Tab::Plan);
     }
 
     /// Shows the views in a real eframe app, with the window's wgpu renderer.
     struct ViewApp {
         views: Views,
-        settings: Settings,
+        tab: Tab,
+        show_overlay: bool,
         selection: Selection,
         state: AppState,
     }
@@ -220,7 +219,8 @@ mod tests {
         fn ui(&mut self, ui: &mut Ui, frame: &mut eframe::Frame) {
             let (views, state) = (&mut self.views, &self.state);
             let render = frame.wgpu_render_state();
-            views.ui(ui, state, &mut self.selection, &mut self.settings, render);
+            let (tab, overlay) = (&mut self.tab, &mut self.show_overlay);
+            views.ui(ui, state, &mut self.selection, tab, overlay, render);
         }
     }
 
@@ -235,10 +235,8 @@ mod tests {
                 .wgpu()
                 .build_eframe(|_| ViewApp {
                     views: Views::default(),
-                    settings: Settings {
-                        tab,
-                        ..Settings::default()
-                    },
+                    tab,
+                    show_overlay: true,
                     selection: Selection::default(),
                     state: testing::populated(),
                 });

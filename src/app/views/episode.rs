@@ -2,8 +2,8 @@
 //! drawn over it (hazards, goal, the path so far, violations), a timeline to replay any stored
 //! episode, a readout of the step shown and "Export GIF" of the episode.
 
-use super::gif_export::GifExport;
-use super::state::{AppState, EpisodeRecord};
+use crate::app::gif_export::GifExport;
+use crate::app::state::{AppState, EpisodeRecord};
 use crate::env::{Frame, IMAGE_SIZE, OverlayShape};
 use egui::{
     Color32, ColorImage, Pos2, Rect, RichText, Sense, Stroke, StrokeKind, TextureHandle,
@@ -179,7 +179,7 @@ fn header(
         };
         ui.label(badge.strong());
         ui.label(
-            RichText::new(if episode.demonstrator == super::worker::AGENT_NAME {
+            RichText::new(if episode.demonstrator == crate::app::worker::AGENT_NAME {
                 format!("{} · {}", episode.kind, episode.demonstrator)
             } else {
                 format!("{} · demonstrator {}", episode.kind, episode.demonstrator)

@@ -2,9 +2,9 @@
 //! the demonstrators' mean, success and violation rate per round and cumulative violations;
 //! other runs' rounds (`TrainingData::overlays`) are drawn as extra, dashed lines.
 
-use super::data::TrainingData;
-use super::episode_view::{GOAL, HAZARD, PATH, VIOLATION};
+use super::episode::{GOAL, HAZARD, PATH, VIOLATION};
 use crate::analysis::sweep::{RoundSpread, Spread};
+use crate::app::data::TrainingData;
 use crate::train::metrics::RoundMetrics;
 use egui::Color32;
 use egui::{RichText, Ui};
