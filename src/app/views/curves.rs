@@ -9,11 +9,14 @@ use crate::train::metrics::RoundMetrics;
 use egui::Color32;
 use egui::{RichText, Ui};
 use egui_plot::{
-    FilledArea, HLine, HoverPosition, Legend, Line, LineStyle, Plot, PlotPoints, PlotUi, Points,
+    ColorConflictHandling, FilledArea, HLine, HoverPosition, Legend, Line, LineStyle, Plot,
+    PlotPoints, PlotUi, Points,
 };
 
-/// Height of one plot.
-const PLOT_HEIGHT: f32 = 230.0;
+/// Smallest height of one plot; below it the panel scrolls.
+const MIN_PLOT_HEIGHT: f32 = 160.0;
+/// Room for a plot's title and the gap below it.
+const TITLE_HEIGHT: f32 = 36.0;
 
 /// Losses that reach zero or below (the dynamics' Gaussian NLL) shifted up so their smallest
 /// value is 0.01 and they fit a log axis; returns the shift added, if any.
@@ -83,8 +86,9 @@ fn spread_band(plot: &mut PlotUi, name: &str, points: &[[f64; 4]], color: Color3
     let xs: Vec<f64> = points.iter().map(|p| p[0]).collect();
     let lo: Vec<f64> = points.iter().map(|p| p[1]).collect();
     let hi: Vec<f64> = points.iter().map(|p| p[3]).collect();
+    // Same name as the line: one legend entry (in the line's colour) shows and hides both.
     plot.add(
-        FilledArea::new(format!("{name} ± std"), &xs, &lo, &hi)
+        FilledArea::new(name, &xs, &lo, &hi)
             .fill_color(color.gamma_multiply(0.25))
             .allow_hover(false),
     );
@@ -112,40 +116,55 @@ pub fn ui(ui: &mut Ui, training: &TrainingData) {
                 .small(),
         );
     }
+    // Opened runs and sweeps have rounds only: their two plots then take the whole panel.
+    let training_rows = !(training.losses.is_empty() && training.episodes.is_empty());
+    let rows = if training_rows { 2.0 } else { 1.0 };
+    let height = plot_height(ui.available_height(), rows);
     egui::ScrollArea::vertical().show(ui, |ui| {
         ui.columns(2, |cols| {
-            losses(&mut cols[0], training);
-            costs(&mut cols[1], training);
-            rates(&mut cols[0], training);
-            violations(&mut cols[1], training);
+            if training_rows {
+                losses(&mut cols[0], training, height);
+                costs(&mut cols[1], training, height);
+            }
+            rates(&mut cols[0], training, height);
+            violations(&mut cols[1], training, height);
         });
     });
 }
 
-fn titled(ui: &mut Ui, title: &str, empty: bool, plot: impl FnOnce(&mut Ui)) {
+/// Each of `rows` rows of plots shares `available` height (never below [`MIN_PLOT_HEIGHT`]).
+pub fn plot_height(available: f32, rows: f32) -> f32 {
+    (available / rows - TITLE_HEIGHT).max(MIN_PLOT_HEIGHT)
+}
+
+fn titled(ui: &mut Ui, title: &str, empty: bool, height: f32, plot: impl FnOnce(&mut Ui)) {
     ui.label(RichText::new(title).strong());
     if empty {
         ui.label(RichText::new("nothing yet").weak());
-        ui.add_space(PLOT_HEIGHT - 16.0);
+        ui.add_space(height - 16.0);
     } else {
         plot(ui);
     }
     ui.add_space(8.0);
 }
 
-fn plot(id: &str) -> Plot<'static> {
-    Plot::new(id.to_owned())
-        .height(PLOT_HEIGHT)
-        .legend(Legend::default())
+fn plot(id: &str, height: f32) -> Plot<'static> {
+    Plot::new(id.to_owned()).height(height).legend(
+        Legend::default()
+            .background_alpha(0.6)
+            // A line and its points or band share a name: show the line's colour.
+            .color_conflict_handling(ColorConflictHandling::PickLast),
+    )
 }
 
-fn losses(ui: &mut Ui, t: &TrainingData) {
+fn losses(ui: &mut Ui, t: &TrainingData, height: f32) {
     titled(
         ui,
         "Loss per module (log scale; a negative NLL is shown shifted)",
         t.losses.is_empty(),
+        height,
         |ui| {
-            plot("curves_losses")
+            plot("curves_losses", height)
                 .x_axis_label("iteration")
                 .y_axis_formatter(|mark, _| format!("{:.0e}", 10f64.powf(mark.value)))
                 .label_formatter(|hover| {
@@ -181,81 +200,93 @@ fn losses(ui: &mut Ui, t: &TrainingData) {
     );
 }
 
-fn costs(ui: &mut Ui, t: &TrainingData) {
-    titled(ui, "Cost per agent episode", t.episodes.is_empty(), |ui| {
-        plot("curves_costs")
-            .x_axis_label("agent episode")
-            .include_y(0.0)
-            .show(ui, |plot| {
-                let points: Vec<[f64; 2]> = t
-                    .episodes
-                    .iter()
-                    .map(|e| [e.index as f64, e.cost as f64])
-                    .collect();
-                plot.line(Line::new("episode cost", points.clone()).color(PATH));
-                let violated: PlotPoints = t
-                    .episodes
-                    .iter()
-                    .filter(|e| e.violation)
-                    .map(|e| [e.index as f64, e.cost as f64])
-                    .collect();
-                plot.points(
-                    Points::new("with violation", violated)
-                        .color(VIOLATION)
-                        .radius(4.0),
-                );
-                if let Some(c) = t.demo_mean_cost {
-                    plot.hline(
-                        HLine::new("demonstrators' mean", c)
-                            .color(GOAL)
-                            .style(LineStyle::dashed_loose()),
+fn costs(ui: &mut Ui, t: &TrainingData, height: f32) {
+    titled(
+        ui,
+        "Cost per agent episode",
+        t.episodes.is_empty(),
+        height,
+        |ui| {
+            plot("curves_costs", height)
+                .x_axis_label("agent episode")
+                .include_y(0.0)
+                .show(ui, |plot| {
+                    let points: Vec<[f64; 2]> = t
+                        .episodes
+                        .iter()
+                        .map(|e| [e.index as f64, e.cost as f64])
+                        .collect();
+                    plot.line(Line::new("episode cost", points.clone()).color(PATH));
+                    let violated: PlotPoints = t
+                        .episodes
+                        .iter()
+                        .filter(|e| e.violation)
+                        .map(|e| [e.index as f64, e.cost as f64])
+                        .collect();
+                    plot.points(
+                        Points::new("with violation", violated)
+                            .color(VIOLATION)
+                            .radius(4.0),
                     );
-                }
-            });
-    });
+                    if let Some(c) = t.demo_mean_cost {
+                        plot.hline(
+                            HLine::new("demonstrators' mean", c)
+                                .color(GOAL)
+                                .style(LineStyle::dashed_loose()),
+                        );
+                    }
+                });
+        },
+    );
 }
 
-fn rates(ui: &mut Ui, t: &TrainingData) {
+fn rates(ui: &mut Ui, t: &TrainingData, height: f32) {
     let empty = t.rounds.is_empty() && t.overlays.is_empty() && t.sweep_overlays.is_empty();
-    titled(ui, "Success and violation rate per round", empty, |ui| {
-        plot("curves_rates")
-            .x_axis_label("round")
-            .include_y(0.0)
-            .include_y(1.0)
-            .show(ui, |plot| {
-                let success = |r: &RoundMetrics| r.success_rate as f64;
-                let violation = |r: &RoundMetrics| r.violation_rate as f64;
-                plot.line(Line::new("success", round_points(&t.rounds, success)).color(GOAL));
-                plot.line(
-                    Line::new("violation", round_points(&t.rounds, violation)).color(VIOLATION),
-                );
-                for (name, rounds) in &t.overlays {
-                    let dashed = LineStyle::dashed_dense();
+    titled(
+        ui,
+        "Success and violation rate per round",
+        empty,
+        height,
+        |ui| {
+            plot("curves_rates", height)
+                .x_axis_label("round")
+                .include_y(0.0)
+                .include_y(1.0)
+                .show(ui, |plot| {
+                    let success = |r: &RoundMetrics| r.success_rate as f64;
+                    let violation = |r: &RoundMetrics| r.violation_rate as f64;
+                    plot.line(Line::new("success", round_points(&t.rounds, success)).color(GOAL));
                     plot.line(
-                        Line::new(format!("{name}: success"), round_points(rounds, success))
+                        Line::new("violation", round_points(&t.rounds, violation)).color(VIOLATION),
+                    );
+                    for (name, rounds) in &t.overlays {
+                        let dashed = LineStyle::dashed_dense();
+                        plot.line(
+                            Line::new(format!("{name}: success"), round_points(rounds, success))
+                                .style(dashed),
+                        );
+                        plot.line(
+                            Line::new(
+                                format!("{name}: violation"),
+                                round_points(rounds, violation),
+                            )
                             .style(dashed),
-                    );
-                    plot.line(
-                        Line::new(
-                            format!("{name}: violation"),
-                            round_points(rounds, violation),
-                        )
-                        .style(dashed),
-                    );
-                }
-                for (i, (name, rounds)) in t.sweep_overlays.iter().enumerate() {
-                    let color = SWEEP_COLORS[i % SWEEP_COLORS.len()];
-                    let points = spread_points(rounds, |r| r.success_rate);
-                    spread_band(plot, &format!("{name}: success"), &points, color);
-                }
-            });
-    });
+                        );
+                    }
+                    for (i, (name, rounds)) in t.sweep_overlays.iter().enumerate() {
+                        let color = SWEEP_COLORS[i % SWEEP_COLORS.len()];
+                        let points = spread_points(rounds, |r| r.success_rate);
+                        spread_band(plot, &format!("{name}: success"), &points, color);
+                    }
+                });
+        },
+    );
 }
 
-fn violations(ui: &mut Ui, t: &TrainingData) {
+fn violations(ui: &mut Ui, t: &TrainingData, height: f32) {
     let empty = t.rounds.is_empty() && t.overlays.is_empty() && t.sweep_overlays.is_empty();
-    titled(ui, "Cumulative violations", empty, |ui| {
-        plot("curves_violations")
+    titled(ui, "Cumulative violations", empty, height, |ui| {
+        plot("curves_violations", height)
             .x_axis_label("round")
             .include_y(0.0)
             .show(ui, |plot| {
@@ -321,6 +352,13 @@ mod tests {
             spread_points(&rounds, |r| r.success_rate),
             [[0.0, 0.25, 0.5, 0.75], [2.0, 1.0, 1.0, 1.0]]
         );
+    }
+
+    #[test]
+    fn plots_share_the_panel_height_down_to_a_minimum() {
+        assert_eq!(plot_height(1000.0, 2.0), 500.0 - TITLE_HEIGHT);
+        assert_eq!(plot_height(1000.0, 1.0), 1000.0 - TITLE_HEIGHT);
+        assert_eq!(plot_height(100.0, 2.0), MIN_PLOT_HEIGHT);
     }
 
     #[test]
