@@ -4,6 +4,7 @@ use super::data::{AnalysisData, PlanShot};
 use super::worker::{EpisodeEnd, EpisodeStart, Event, StepEvent, TrainingUpdate, WorkerState};
 use crate::config::Config;
 use crate::env::{EnvKind, Frame, Overlay};
+use crate::planner::CandidateStats;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -176,6 +177,9 @@ pub struct AppState {
     pub config_version: u64,
     /// The latest thing that worked (a file saved, a dataset opened).
     pub notice: Option<String>,
+    /// Per-candidate numbers of the latest planner call, for the thresholds' feasibility
+    /// preview (stored episodes' plan records do not keep them).
+    pub last_candidates: Option<Arc<CandidateStats>>,
     next_uid: u64,
 }
 
@@ -203,6 +207,7 @@ impl AppState {
             config: None,
             config_version: 0,
             notice: None,
+            last_candidates: None,
             next_uid: 0,
         }
     }
@@ -216,12 +221,23 @@ impl AppState {
                 self.live = None;
                 self.finished.clear();
                 self.totals = Totals::default();
+                self.last_candidates = None;
             }
             Event::EpisodeStarted(start) => {
                 self.live = Some(EpisodeRecord::new(self.next_uid, start));
                 self.next_uid += 1;
             }
-            Event::Step(step) => {
+            Event::Step(mut step) => {
+                // The candidates' numbers are kept for the latest planner call only.
+                if let Some(shot) = step.plan.as_mut() {
+                    let taken = match Arc::get_mut(shot) {
+                        Some(s) => s.record.candidates.take(),
+                        None => shot.record.candidates.clone(),
+                    };
+                    if taken.is_some() {
+                        self.last_candidates = taken;
+                    }
+                }
                 if let Some(live) = self.live.as_mut().filter(|l| l.episode == step.episode) {
                     live.push(step);
                     self.total_steps += 1;
@@ -467,6 +483,33 @@ mod tests {
         assert_eq!(state.live.as_ref().map(EpisodeRecord::len), Some(0));
         assert!(state.finished.is_empty());
         assert_eq!(state.total_steps, 0);
+    }
+
+    #[test]
+    fn only_the_latest_planner_call_keeps_its_candidates() {
+        let mut state = AppState::default();
+        state.apply(start(0, 5));
+        let with = |n: usize, t: usize| {
+            let mut shot = crate::app::testing::plan(t, 3, false);
+            shot.record.candidates = Some(Arc::new(crate::app::testing::candidates(n)));
+            let Event::Step(mut step) = step(0, t, -1.0, false) else {
+                unreachable!()
+            };
+            step.plan = Some(Arc::new(shot));
+            Event::Step(step)
+        };
+        state.apply(with(10, 1));
+        state.apply(with(20, 2));
+        assert_eq!(state.last_candidates.as_ref().map(|c| c.len()), Some(20));
+        let live = state.live.as_ref().unwrap();
+        assert_eq!(live.plans.len(), 2);
+        assert!(
+            live.plans
+                .iter()
+                .flatten()
+                .all(|p| p.record.candidates.is_none()),
+            "stored plan records keep only what the views draw"
+        );
     }
 
     #[test]

@@ -46,9 +46,21 @@ pub fn plan(t: usize, horizon: usize, random: bool) -> PlanShot {
             safe_set_threshold: 0.64,
             decays: 1,
             random_fallback: random,
+            candidates: Some(std::sync::Arc::new(candidates(config.population))),
             config,
         },
         imagined: (0..horizon).map(|k| frame(40 * k as u8)).collect(),
+    }
+}
+
+/// `n` candidates: terminal safe-set probability i / n; every second one predicts a violation
+/// (0.5), the others 0.1; 20 % of them feasible at the default thresholds (0.8, 0.2).
+pub fn candidates(n: usize) -> crate::planner::CandidateStats {
+    crate::planner::CandidateStats {
+        safe_set: (0..n).map(|i| i as f32 / n as f32).collect(),
+        max_constraint: (0..n).map(|i| if i % 2 == 0 { 0.1 } else { 0.5 }).collect(),
+        usable: vec![true; n],
+        feasible_now: n / 10,
     }
 }
 

@@ -8,7 +8,7 @@
 
 use super::fused::FusedModels;
 use super::models::LatentModels;
-use super::record::PlanRecord;
+use super::record::{CandidateStats, PlanRecord};
 use super::rollout::{Rollout, RolloutStats};
 use super::{Fallback, PlannerConfig};
 use crate::env::EnvKind;
@@ -372,6 +372,7 @@ fn record(
 ) -> PlanRecord {
     let (c, h, l) = (best.index, best.job.horizon, best.job.latent());
     let s = &best.stats;
+    let feasible_now = feasible.last().copied().unwrap_or(0);
     PlanRecord {
         action,
         start: best.job.start.clone(),
@@ -391,7 +392,44 @@ fn record(
         safe_set_threshold: threshold,
         decays,
         random_fallback,
+        candidates: Some(Arc::new(candidate_stats(s, h, feasible_now, cfg))),
         config: cfg.clone(),
+    }
+}
+
+/// What each candidate's feasibility rests on (see [`CandidateStats`]).
+fn candidate_stats(
+    s: &RolloutStats,
+    h: usize,
+    feasible_now: usize,
+    cfg: &PlannerConfig,
+) -> CandidateStats {
+    let n = s.value.len();
+    let max_constraint: Vec<f32> = (0..n)
+        .map(|c| {
+            let cons = &s.constraint[c * h..(c + 1) * h];
+            // NaN anywhere makes the candidate fail every constraint test, as in the scoring.
+            if cons.iter().any(|p| p.is_nan()) {
+                f32::NAN
+            } else {
+                cons.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+            }
+        })
+        .collect();
+    let usable = (0..n)
+        .map(|c| {
+            let goal = &s.goal_logit[c * h..(c + 1) * h];
+            let goals = goal.iter().filter(|&&g| g > cfg.goal_threshold).count() as f32;
+            !s.value[c].is_nan()
+                && !goal.iter().any(|g| g.is_nan())
+                && s.value[c] + goals > -PENALTY
+        })
+        .collect();
+    CandidateStats {
+        safe_set: s.safe_set.clone(),
+        max_constraint,
+        usable,
+        feasible_now,
     }
 }
 
@@ -494,6 +532,40 @@ mod tests {
         assert!(rec.latents.iter().all(|z| z[0] <= 1.0), "{:?}", rec.latents);
         assert!(rec.constraint_prob.iter().all(|&p| p <= 0.2));
         assert!(rec.latents[1][0] > 0.8, "still goes as far as allowed");
+    }
+
+    #[test]
+    fn stored_candidates_rescore_to_the_planners_own_feasibility_at_other_thresholds() {
+        // The constraint region cuts some candidates; P(safe) = 0.3 makes the safe set decide.
+        let toy = Toy::new()
+            .value([1.0, 0.0])
+            .forbid_x_above(1.0)
+            .safe_prob(0.3);
+        let cfg = small();
+        let (_, rec) = Planner::new(1.0, 2)
+            .plan(&toy, &start(), &valid(cfg.clone()))
+            .unwrap();
+        let stats = rec
+            .candidates
+            .clone()
+            .expect("the call keeps its candidates");
+        assert_eq!(stats.len(), cfg.population);
+        let now = *rec.feasible.last().unwrap();
+        assert_eq!(stats.feasible_now, now);
+        // At the call's own (decayed) threshold: exactly the planner's count.
+        assert_eq!(stats.feasible_with(&cfg, rec.safe_set_threshold), now);
+        assert!(0 < now && now < cfg.population, "{now} {:?}", rec.feasible);
+        // The undecayed threshold rejects every candidate (P(safe) = 0.3 < 0.8) …
+        assert_eq!(stats.feasible_at(&cfg), 0);
+        // … and without the constraint term only the safe-set test is left.
+        let lax = PlannerConfig {
+            ignore_constraints: true,
+            ..cfg.clone()
+        };
+        assert_eq!(
+            stats.feasible_with(&lax, rec.safe_set_threshold),
+            cfg.population
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ mod testing;
 pub use ablation::Ablation;
 pub use cem::{PlanError, Planner};
 pub use models::LatentModels;
-pub use record::PlanRecord;
+pub use record::{CandidateStats, PlanRecord};
 pub use rollout::{Rollout, RolloutStats};
 
 use crate::valid::{ConfigError, Validate, check, positive_count, unit_interval};

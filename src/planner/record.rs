@@ -2,6 +2,7 @@
 
 use super::PlannerConfig;
 use serde::Serialize;
+use std::sync::Arc;
 
 /// One action selection: the executed action, the best candidate of the last scored CEM
 /// iteration (its actions, its imagined latents and what the models said about them) and how the
@@ -42,4 +43,50 @@ pub struct PlanRecord {
     pub random_fallback: bool,
     /// The settings of this call.
     pub config: PlannerConfig,
+    /// What the feasibility of every candidate of the last scored iteration rests on, so other
+    /// thresholds can be tried on this call without planning again. Not written to files; the
+    /// app keeps it for the latest call only.
+    #[serde(skip)]
+    pub candidates: Option<Arc<CandidateStats>>,
+}
+
+/// Per candidate of a call's last scored CEM iteration: the terminal safe-set probability, the
+/// largest constraint probability over the plan, and whether its score is a usable number.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CandidateStats {
+    pub safe_set: Vec<f32>,
+    pub max_constraint: Vec<f32>,
+    pub usable: Vec<bool>,
+    /// Feasible candidates at the call's own (possibly decayed) thresholds.
+    pub feasible_now: usize,
+}
+
+impl CandidateStats {
+    /// Candidates.
+    pub fn len(&self) -> usize {
+        self.safe_set.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.safe_set.is_empty()
+    }
+
+    /// How many candidates would be feasible under `cfg`'s thresholds and ablation switches:
+    /// the planner's test (no predicted violation above the constraint threshold, terminal
+    /// safe-set probability at least the safe-set threshold) on the stored numbers.
+    pub fn feasible_at(&self, cfg: &PlannerConfig) -> usize {
+        self.feasible_with(cfg, cfg.safe_set_threshold)
+    }
+
+    /// [`CandidateStats::feasible_at`] with the safe-set threshold `threshold` (e.g. a decayed one).
+    pub fn feasible_with(&self, cfg: &PlannerConfig, threshold: f32) -> usize {
+        (0..self.len())
+            .filter(|&c| {
+                let (ss, cons) = (self.safe_set[c], self.max_constraint[c]);
+                self.usable[c]
+                    && (cfg.ignore_constraints || cons <= cfg.constraint_threshold)
+                    && (cfg.ignore_safe_set || ss >= threshold)
+            })
+            .count()
+    }
 }
