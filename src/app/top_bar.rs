@@ -103,10 +103,6 @@ pub fn ui(
         {
             commands.push(Command::TrainFromScratch);
         }
-        if let Some(p) = training {
-            ui.label(job(p));
-        }
-
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
             if let Some((p50, p95)) = frame_times.p50_p95() {
                 ui.label(
@@ -126,6 +122,23 @@ pub fn ui(
             ui.label(status(state));
         });
     });
+    // The training job gets a row of its own, so it never runs into the status on the right.
+    if let Some(p) = state.analysis.training.progress.as_ref() {
+        ui.horizontal(|ui| {
+            ui.add_space(2.0);
+            let fraction = if p.total > 0 {
+                p.done as f32 / p.total as f32
+            } else {
+                0.0
+            };
+            ui.add(
+                egui::ProgressBar::new(fraction.clamp(0.0, 1.0))
+                    .desired_width(160.0)
+                    .desired_height(12.0),
+            );
+            ui.label(job(p));
+        });
+    }
     commands
 }
 
@@ -157,4 +170,40 @@ fn job(p: &JobProgress) -> String {
         s += &format!(" · loss {loss:.4}");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::testing;
+    use egui_kittest::Harness;
+    use egui_kittest::kittest::Queryable as _;
+
+    #[test]
+    fn training_progress_and_play_status_do_not_overlap_in_a_narrow_window() {
+        let mut state = testing::populated();
+        state.worker = WorkerState::Playing;
+        state.analysis.training.progress = Some(JobProgress {
+            phase: "round 1/5 episode 1/4".into(),
+            done: 49,
+            total: 100,
+            eta: Some(std::time::Duration::from_secs(95)),
+            loss: Some(0.0123),
+        });
+        let mut h = Harness::builder()
+            .with_size([1000.0, 80.0])
+            .with_context_setup(crate::app::app::install_symbol_fallback)
+            .build_ui_state(
+                move |ui, (settings, times): &mut (Settings, FrameTimes)| {
+                    super::ui(ui, &state, settings, times);
+                },
+                (Settings::default(), FrameTimes::default()),
+            );
+        h.run();
+        let job = h
+            .get_by_label_contains("round 1/5 episode 1/4 49/100")
+            .rect();
+        let status = h.get_by_label_contains("● playing").rect();
+        assert!(!job.intersects(status), "{job:?} overlaps {status:?}");
+    }
 }

@@ -179,7 +179,7 @@ fn header(
         };
         ui.label(badge.strong());
         ui.label(
-            RichText::new(if episode.demonstrator == crate::app::worker::AGENT_NAME {
+            RichText::new(if crate::app::worker::is_agent(episode.demonstrator) {
                 format!("{} · {}", episode.kind, episode.demonstrator)
             } else {
                 format!("{} · demonstrator {}", episode.kind, episode.demonstrator)

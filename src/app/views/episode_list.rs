@@ -8,17 +8,24 @@ use egui::{Color32, RichText, Ui};
 /// Draws the summary and the episode list; clicking an entry edits `selection`.
 pub fn ui(ui: &mut Ui, state: &AppState, selection: &mut Selection) {
     ui.add_space(4.0);
-    // Who acts: the live episode says (a trained agent or the task demonstrator).
-    let demonstrator = state
-        .live
-        .as_ref()
-        .map(|l| l.demonstrator)
-        .or_else(|| state.kind.demo_sets().first().map(|set| set.name))
-        .unwrap_or("–");
-    ui.heading(if demonstrator == crate::app::worker::AGENT_NAME {
-        "Trained agent"
+    // Who acts: a training run's agent (also before its first episode), else the live
+    // episode's actor (a trained agent or the task demonstrator).
+    use crate::app::worker::{AGENT_NAME, TRAINING_AGENT_NAME};
+    let training = state.analysis.training.progress.is_some();
+    let demonstrator = if training {
+        TRAINING_AGENT_NAME
     } else {
-        "Task demonstrator"
+        state
+            .live
+            .as_ref()
+            .map(|l| l.demonstrator)
+            .or_else(|| state.kind.demo_sets().first().map(|set| set.name))
+            .unwrap_or("–")
+    };
+    ui.heading(match demonstrator {
+        TRAINING_AGENT_NAME => "LS3 agent, training",
+        AGENT_NAME => "Trained agent",
+        _ => "Task demonstrator",
     });
     ui.label(
         RichText::new(format!(
@@ -138,4 +145,43 @@ fn entry(episode: &EpisodeRecord) -> egui::text::LayoutJob {
         }
     }
     job
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::data::JobProgress;
+    use egui_kittest::Harness;
+    use egui_kittest::kittest::Queryable as _;
+
+    fn heading_of(state: AppState) -> Harness<'static, Selection> {
+        let mut h = Harness::builder().with_size([300.0, 600.0]).build_ui_state(
+            move |ui, selection| super::ui(ui, &state, selection),
+            Selection::default(),
+        );
+        h.run();
+        h
+    }
+
+    #[test]
+    fn the_side_panel_names_who_acts_a_training_run_included() {
+        let h = heading_of(AppState::default());
+        h.get_by_label("Task demonstrator");
+
+        let mut training = AppState::default();
+        training.analysis.training.progress = Some(JobProgress {
+            phase: "VAE".into(),
+            done: 10,
+            total: 1000,
+            eta: None,
+            loss: None,
+        });
+        let h = heading_of(training);
+        h.get_by_label("LS3 agent, training");
+        assert!(h.query_by_label("Task demonstrator").is_none());
+
+        // A loaded agent's episodes.
+        let h = heading_of(crate::app::testing::populated());
+        h.get_by_label("Trained agent");
+    }
 }

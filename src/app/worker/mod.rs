@@ -137,6 +137,12 @@ pub const AGENT_NAME: &str = "LS3 agent";
 /// Who acts in the episodes of a training run.
 pub const TRAINING_AGENT_NAME: &str = "LS3 agent (training)";
 
+/// Whether the actor named `name` (an [`EpisodeStart::demonstrator`]) is an LS3 agent rather
+/// than a scripted demonstrator.
+pub fn is_agent(name: &str) -> bool {
+    name == AGENT_NAME || name == TRAINING_AGENT_NAME
+}
+
 /// The end of an episode, with its outcome.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EpisodeEnd {
