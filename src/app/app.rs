@@ -7,6 +7,7 @@ use super::screenshot::ScreenshotJob;
 use super::settings::Settings;
 use super::state::{AppState, DEFAULT_CAPACITY};
 use super::views::Views;
+use super::views::episode::SceneToggles;
 use super::views::episode::Selection;
 use super::views::episode_list;
 use super::worker::{Command, Event, WorkerHandle, WorkerOptions};
@@ -178,8 +179,12 @@ impl eframe::App for StudioApp {
             let render = frame.wgpu_render_state();
             let (state, selection) = (&self.state, &mut self.selection);
             let settings = &mut self.settings;
-            let (tab, overlay) = (&mut settings.tab, &mut settings.show_overlay);
-            self.views.ui(ui, state, selection, tab, overlay, render);
+            let toggles = SceneToggles {
+                overlay: &mut settings.show_overlay,
+                plans: &mut settings.show_plans,
+            };
+            let tab = &mut settings.tab;
+            self.views.ui(ui, state, selection, tab, toggles, render);
         });
         for command in commands {
             self.worker.send(command);

@@ -5,6 +5,7 @@
 use crate::analysis::heatmap::Heatmaps;
 use crate::env::Frame;
 use crate::model::agent::ModuleKind;
+use crate::model::probe::{LinearProbe, r_squared};
 use crate::planner::PlanRecord;
 use crate::train::metrics::{EpisodeSummary, RoundMetrics};
 use std::path::PathBuf;
@@ -175,5 +176,70 @@ mod tests {
             explained: [0.6, 0.3],
         };
         assert_eq!(s.project(&[3.0, 7.0, -2.0]), [2.0, -2.0]);
+    }
+}
+
+/// A linear map from the loaded agent's latents to image pixels of the environment's path marker
+/// (navigation's robot, reacher's fingertip, push's pusher), fitted on its demo latents: where
+/// the planner's imagined latents are drawn in the scene. `r2` (held out, per pixel axis) says
+/// how far to trust the drawing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SceneProbe {
+    pub probe: LinearProbe,
+    pub r2: [f64; 2],
+}
+
+impl SceneProbe {
+    /// Fits on 4 of every 5 `(latent, pixel)` pairs and scores on the fifth; `None` with fewer
+    /// than 10 pairs. `latents` is `[n][latent]`, `pixels` `[n][2]`.
+    pub fn fit(latents: &[f32], pixels: &[f64]) -> Option<Self> {
+        let n = pixels.len() / 2;
+        if n < 10 || !latents.len().is_multiple_of(n) {
+            return None;
+        }
+        let l = latents.len() / n;
+        let (mut fx, mut fy, mut hx, mut hy) = (vec![], vec![], vec![], vec![]);
+        for i in 0..n {
+            let (x, y) = if i % 5 == 4 {
+                (&mut hx, &mut hy)
+            } else {
+                (&mut fx, &mut fy)
+            };
+            x.extend_from_slice(&latents[i * l..(i + 1) * l]);
+            y.extend_from_slice(&pixels[i * 2..i * 2 + 2]);
+        }
+        let probe = LinearProbe::fit(&fx, &fy, 2);
+        let pred: Vec<f64> = hx.chunks(l).flat_map(|z| probe.predict(z)).collect();
+        let r2 = r_squared(&pred, &hy, 2);
+        Some(Self {
+            probe,
+            r2: [r2[0], r2[1]],
+        })
+    }
+
+    /// The pixel a latent maps to.
+    pub fn pixel(&self, z: &[f32]) -> [f32; 2] {
+        let p = self.probe.predict(z);
+        [p[0] as f32, p[1] as f32]
+    }
+}
+
+#[cfg(test)]
+mod scene_probe_tests {
+    #[test]
+    fn the_scene_probe_recovers_a_linear_latent_to_pixel_map() {
+        let probe = crate::app::testing::scene_probe();
+        assert!(probe.r2.iter().all(|&r| r > 0.999), "{:?}", probe.r2);
+        let mut z = vec![0.0; crate::model::LATENT];
+        z[0] = 4.5;
+        z[1] = -2.0;
+        let [x, y] = probe.pixel(&z);
+        assert!((x - 14.0).abs() < 0.1 && (y - 1.0).abs() < 0.1, "{x} {y}");
+    }
+
+    #[test]
+    fn too_few_points_fit_no_scene_probe() {
+        let z = vec![0.0; crate::model::LATENT * 5];
+        assert!(super::SceneProbe::fit(&z, &[1.0; 10]).is_none());
     }
 }

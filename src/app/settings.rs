@@ -16,6 +16,8 @@ pub struct Settings {
     /// Pace of play, environment steps per second.
     pub speed: f32,
     pub show_overlay: bool,
+    /// Draw the live step's planner search in the scene.
+    pub show_plans: bool,
     /// Planner settings chosen in the controls (`None`: each agent's own).
     pub planner: Option<PlannerConfig>,
     /// The view shown in the central panel.
@@ -28,6 +30,7 @@ impl Default for Settings {
             env: EnvKind::Navigation,
             speed: 25.0,
             show_overlay: true,
+            show_plans: true,
             planner: None,
             tab: Tab::Episode,
         }

@@ -1,6 +1,6 @@
 //! What the app knows, filled only by worker [`Event`]s; the views read it and never change it.
 
-use super::data::{AnalysisData, PlanShot};
+use super::data::{AnalysisData, PlanShot, SceneProbe};
 use super::worker::{EpisodeEnd, EpisodeStart, Event, StepEvent, TrainingUpdate, WorkerState};
 use crate::config::Config;
 use crate::env::{EnvKind, Frame, Overlay};
@@ -180,6 +180,8 @@ pub struct AppState {
     /// Per-candidate numbers of the latest planner call, for the thresholds' feasibility
     /// preview (stored episodes' plan records do not keep them).
     pub last_candidates: Option<Arc<CandidateStats>>,
+    /// Per environment, its acting agent's latent → scene map (its plans are drawn with it).
+    pub scene_probes: std::collections::HashMap<EnvKind, Arc<SceneProbe>>,
     next_uid: u64,
 }
 
@@ -208,6 +210,7 @@ impl AppState {
             config_version: 0,
             notice: None,
             last_candidates: None,
+            scene_probes: Default::default(),
             next_uid: 0,
         }
     }
@@ -262,6 +265,9 @@ impl AppState {
             Event::Training(update) => self.apply_training(update),
             Event::Latents(snapshot) => self.analysis.latents = Some(snapshot),
             Event::Heatmaps(snapshot) => self.analysis.heatmaps = Some(snapshot),
+            Event::SceneProbe(kind, probe) => {
+                self.scene_probes.insert(kind, probe);
+            }
             Event::Config(config) => {
                 self.config = Some(*config);
                 self.config_version += 1;

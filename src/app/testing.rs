@@ -61,6 +61,44 @@ pub fn candidates(n: usize) -> crate::planner::CandidateStats {
         max_constraint: (0..n).map(|i| if i % 2 == 0 { 0.1 } else { 0.5 }).collect(),
         usable: vec![true; n],
         feasible_now: n / 10,
+        ..Default::default()
+    }
+}
+
+/// A scene probe that maps latent `z` to pixel `(2 z₀ + 5, 3 z₁ + 7)`, fitted on a grid.
+pub fn scene_probe() -> crate::app::data::SceneProbe {
+    let (mut latents, mut pixels) = (vec![], vec![]);
+    for i in 0..20 {
+        for j in 0..20 {
+            let mut z = vec![0.0; crate::model::LATENT];
+            z[0] = i as f32;
+            z[1] = j as f32;
+            // other dimensions vary without mattering
+            z[2] = ((i * 7 + j * 3) % 5) as f32;
+            latents.extend(z);
+            pixels.extend([2.0 * i as f64 + 5.0, 3.0 * j as f64 + 7.0]);
+        }
+    }
+    crate::app::data::SceneProbe::fit(&latents, &pixels).expect("enough points")
+}
+
+/// Candidate numbers with `elites` elite paths of `horizon` steps and 30 first-iteration ends.
+pub fn search(elites: usize, horizon: usize) -> crate::planner::CandidateStats {
+    let latent = |a: f32, b: f32| {
+        let mut z = vec![0.0; LATENT];
+        z[0] = a;
+        z[1] = b;
+        z
+    };
+    crate::planner::CandidateStats {
+        horizon,
+        latent: LATENT,
+        elite_latents: (0..elites)
+            .flat_map(|e| (0..horizon).flat_map(move |k| latent(k as f32, e as f32)))
+            .collect(),
+        elite_scores: (0..elites).map(|e| -(e as f32)).collect(),
+        first_terminal: (0..30).flat_map(|c| latent(c as f32 % 9.0, 3.0)).collect(),
+        ..candidates(30)
     }
 }
 

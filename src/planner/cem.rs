@@ -214,6 +214,8 @@ impl Planner {
         let mut decays = 0;
         let mut feasible = Vec::new();
         let mut best: Option<Best> = None;
+        // Where each candidate of the call's first scored iteration ends (for the app's cloud).
+        let mut first_terminal: Option<Vec<f32>> = None;
         let mut dist: Option<Gaussian>;
         let mut fallback = false;
         let packed = self.packed(models)?;
@@ -245,6 +247,9 @@ impl Planner {
                     noise_seed: self.rng.random(),
                 };
                 let stats = rollout(&job)?;
+                if first_terminal.is_none() {
+                    first_terminal = Some(terminal_latents(&stats, n, h, job.latent()));
+                }
                 let scores = score_candidates(&stats, h, cfg, threshold);
                 let chosen = elites(&scores, cfg.elites);
                 feasible.push(scores.iter().filter(|s| s.feasible).count());
@@ -298,7 +303,10 @@ impl Planner {
         } else {
             dist.map(|d| d.shifted())
         };
-        let record = record(&best, action, threshold, decays, fallback, feasible, cfg);
+        let mut record = record(&best, action, threshold, decays, fallback, feasible, cfg);
+        if let Some(c) = record.candidates.as_mut().and_then(Arc::get_mut) {
+            c.first_terminal = first_terminal.unwrap_or_default();
+        }
         Ok((action, record))
     }
 
@@ -392,7 +400,13 @@ fn record(
         safe_set_threshold: threshold,
         decays,
         random_fallback,
-        candidates: Some(Arc::new(candidate_stats(s, h, feasible_now, cfg))),
+        candidates: Some(Arc::new(candidate_stats(
+            s,
+            h,
+            feasible_now,
+            cfg,
+            threshold,
+        ))),
         config: cfg.clone(),
     }
 }
@@ -403,6 +417,7 @@ fn candidate_stats(
     h: usize,
     feasible_now: usize,
     cfg: &PlannerConfig,
+    threshold: f32,
 ) -> CandidateStats {
     let n = s.value.len();
     let max_constraint: Vec<f32> = (0..n)
@@ -425,12 +440,36 @@ fn candidate_stats(
                 && s.value[c] + goals > -PENALTY
         })
         .collect();
+    // The last iteration's elites, best first, with their imagined latents.
+    let scores = score_candidates(s, h, cfg, threshold);
+    let chosen = elites(&scores, cfg.elites);
+    let l = s.latents.len() / (n * h).max(1);
+    let elite_latents = chosen
+        .iter()
+        .flat_map(|&c| s.latents[c * h * l..(c + 1) * h * l].iter().copied())
+        .collect();
     CandidateStats {
         safe_set: s.safe_set.clone(),
         max_constraint,
         usable,
         feasible_now,
+        horizon: h,
+        latent: l,
+        elite_latents,
+        elite_scores: chosen.iter().map(|&c| scores[c].score).collect(),
+        first_terminal: Vec::new(),
     }
+}
+
+/// Each candidate's imagined latent after the last step, `[population][latent]`.
+fn terminal_latents(s: &RolloutStats, n: usize, h: usize, l: usize) -> Vec<f32> {
+    (0..n)
+        .flat_map(|c| {
+            s.latents[((c * h) + h - 1) * l..(c * h + h) * l]
+                .iter()
+                .copied()
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -51,14 +51,25 @@ pub struct PlanRecord {
 }
 
 /// Per candidate of a call's last scored CEM iteration: the terminal safe-set probability, the
-/// largest constraint probability over the plan, and whether its score is a usable number.
-#[derive(Clone, Debug, PartialEq)]
+/// largest constraint probability over the plan, and whether its score is a usable number; and
+/// for drawing the search: the last iteration's elites and where the first iteration's candidates
+/// ended, as imagined latents.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct CandidateStats {
     pub safe_set: Vec<f32>,
     pub max_constraint: Vec<f32>,
     pub usable: Vec<bool>,
     /// Feasible candidates at the call's own (possibly decayed) thresholds.
     pub feasible_now: usize,
+    pub horizon: usize,
+    /// Latent size.
+    pub latent: usize,
+    /// The last iteration's elites, best first: `[elite][horizon][latent]` (particle means).
+    pub elite_latents: Vec<f32>,
+    /// Their scores, best first.
+    pub elite_scores: Vec<f32>,
+    /// Each candidate of the first scored iteration after its last step: `[candidate][latent]`.
+    pub first_terminal: Vec<f32>,
 }
 
 impl CandidateStats {

@@ -2,9 +2,11 @@
 //! drawn over it (hazards, goal, the path so far, violations), a timeline to replay any stored
 //! episode, a readout of the step shown and "Export GIF" of the episode.
 
+use crate::app::data::SceneProbe;
 use crate::app::gif_export::GifExport;
 use crate::app::state::{AppState, EpisodeRecord};
 use crate::env::{Frame, IMAGE_SIZE, OverlayShape};
+use crate::planner::{CandidateStats, PlanRecord};
 use egui::{
     Color32, ColorImage, Pos2, Rect, RichText, Sense, Stroke, StrokeKind, TextureHandle,
     TextureOptions, Ui, Vec2, pos2, vec2,
@@ -78,6 +80,16 @@ pub struct EpisodeView {
     texture: Option<TextureHandle>,
     uploaded: Option<(u64, usize)>,
     gif: GifExport,
+    /// Plan paths (elites and the best plan) drawn over the frame in the last frame built.
+    pub plans_drawn: usize,
+}
+
+/// What the episode view draws over the observation.
+pub struct SceneToggles<'a> {
+    /// Hazards, goal, path and violations from the ground truth.
+    pub overlay: &'a mut bool,
+    /// The planner's search at the live step, through the agent's scene probe.
+    pub plans: &'a mut bool,
 }
 
 impl EpisodeView {
@@ -87,28 +99,49 @@ impl EpisodeView {
         ui: &mut Ui,
         state: &AppState,
         selection: &mut Selection,
-        show_overlay: &mut bool,
+        toggles: SceneToggles<'_>,
     ) {
+        self.plans_drawn = 0;
         selection.forget_missing(state);
         let Some((episode, frame)) = selection.resolve(state) else {
             ui.centered_and_justified(|ui| ui.label("Waiting for the first episode…"));
             return;
         };
         let live = selection.episode.is_none();
-        header(ui, episode, live, show_overlay, &mut self.gif);
+        let probe = state.scene_probes.get(&episode.kind);
+        let mut toggles = toggles;
+        header(
+            ui,
+            episode,
+            live,
+            &mut toggles,
+            probe.map(|p| p.r2),
+            &mut self.gif,
+        );
         ui.add_space(6.0);
 
         let avail = ui.available_size();
         let side = image_side(avail.x - READOUT_WIDTH, avail.y - CHROME_HEIGHT);
-        let texture = self.texture_for(ui, episode, frame);
+        let texture = self.texture_for(ui, episode, frame).clone();
+        let mut plans_drawn = 0;
         ui.horizontal_top(|ui| {
             ui.vertical(|ui| {
                 let (rect, _) = ui.allocate_exact_size(Vec2::splat(side), Sense::hover());
                 let painter = ui.painter_at(rect);
                 let uv = Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0));
                 painter.image(texture.id(), rect, uv, Color32::WHITE);
-                if *show_overlay {
+                if *toggles.overlay {
                     draw_overlay(&painter, rect, episode, frame);
+                }
+                // The search of the call that chose the live step, drawn from where it began.
+                let search = (live && frame == episode.len())
+                    .then(|| episode.plans.last().cloned().flatten())
+                    .flatten();
+                if *toggles.plans
+                    && let (Some(probe), Some(shot), Some(c)) =
+                        (probe, search, state.last_candidates.as_ref())
+                {
+                    plans_drawn = draw_search(&painter, rect, probe, &shot.record, c);
                 }
                 ui.painter()
                     .rect_stroke(rect, 0.0, FRAME_BORDER, StrokeKind::Outside);
@@ -123,6 +156,7 @@ impl EpisodeView {
                 legend(ui);
             });
         });
+        self.plans_drawn = plans_drawn;
     }
 
     fn texture_for(&mut self, ui: &Ui, episode: &EpisodeRecord, frame: usize) -> &TextureHandle {
@@ -163,7 +197,8 @@ fn header(
     ui: &mut Ui,
     episode: &EpisodeRecord,
     live: bool,
-    show_overlay: &mut bool,
+    toggles: &mut SceneToggles<'_>,
+    probe_r2: Option<[f64; 2]>,
     gif: &mut GifExport,
 ) {
     ui.horizontal(|ui| {
@@ -187,8 +222,21 @@ fn header(
             .weak(),
         );
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-            ui.checkbox(show_overlay, "Ground-truth overlay")
+            ui.checkbox(&mut *toggles.overlay, "Ground-truth overlay")
                 .on_hover_text("Hazards, goal, path and violations drawn over the observation");
+            if let Some([rx, ry]) = probe_r2 {
+                ui.checkbox(
+                    &mut *toggles.plans,
+                    format!("Plans (probe R² {rx:.2} / {ry:.2})"),
+                )
+                .on_hover_text(
+                    "The live step's planner search drawn in the scene: the best plan \
+                         (white), the last CEM iteration's elites (yellow = best … blue) and \
+                         where the first iteration's candidates ended (grey dots). Latents are \
+                         mapped to the image by a linear probe fitted on the agent's demo \
+                         latents; R² (held out, x / y) says how far to trust it.",
+                );
+            }
             gif.ui(ui, episode);
         });
     });
@@ -227,6 +275,54 @@ fn draw_overlay(painter: &egui::Painter, rect: Rect, episode: &EpisodeRecord, fr
     if let Some(&now) = path.last() {
         painter.circle_stroke(now, 5.0, Stroke::new(2.0, Color32::WHITE));
     }
+}
+
+/// Draws one planner call's search over the frame in `rect`; returns the plan paths drawn.
+fn draw_search(
+    painter: &egui::Painter,
+    rect: Rect,
+    probe: &SceneProbe,
+    record: &PlanRecord,
+    c: &CandidateStats,
+) -> usize {
+    let scale = rect.width() / IMAGE_SIZE as f32;
+    let at = |z: &[f32]| {
+        let p = probe.pixel(z);
+        rect.min + vec2(p[0], p[1]) * scale
+    };
+    let l = c.latent.max(1);
+    for z in c.first_terminal.chunks_exact(l) {
+        painter.circle_filled(at(z), 1.5, Color32::from_white_alpha(70));
+    }
+    let start = at(&record.start);
+    let k = c.elite_scores.len();
+    let mut drawn = 0;
+    // Worst first, so the best elites end up on top.
+    for e in (0..k).rev() {
+        let steps = c.elite_latents[e * c.horizon * l..(e + 1) * c.horizon * l].chunks_exact(l);
+        let path: Vec<Pos2> = std::iter::once(start).chain(steps.map(at)).collect();
+        let rank = if k > 1 {
+            1.0 - e as f32 / (k - 1) as f32
+        } else {
+            1.0
+        };
+        painter.line(path, Stroke::new(1.0, elite_color(rank)));
+        drawn += 1;
+    }
+    let best: Vec<Pos2> = std::iter::once(start)
+        .chain(record.latents.iter().map(|z| at(z)))
+        .collect();
+    painter.line(best.clone(), Stroke::new(2.5, Color32::WHITE));
+    if let Some(&end) = best.last() {
+        painter.circle_filled(end, 3.0, Color32::WHITE);
+    }
+    drawn + 1
+}
+
+/// Elite colours from the worst (`rank` 0, blue) to the best (1, yellow).
+fn elite_color(rank: f32) -> Color32 {
+    let lerp = |a: u8, b: u8| (a as f32 + (b as f32 - a as f32) * rank.clamp(0.0, 1.0)) as u8;
+    Color32::from_rgba_unmultiplied(lerp(60, 250), lerp(90, 220), lerp(220, 60), 200)
 }
 
 fn cross(painter: &egui::Painter, c: Pos2, r: f32, stroke: Stroke) {
@@ -462,11 +558,46 @@ mod tests {
     }
 
     #[test]
+    fn the_live_search_is_drawn_in_the_scene_only_with_the_toggle_on() {
+        use egui_kittest::Harness;
+        use egui_kittest::kittest::Queryable as _;
+        let mut state = crate::app::testing::populated();
+        state.last_candidates = Some(std::sync::Arc::new(crate::app::testing::search(5, 3)));
+        let probe = std::sync::Arc::new(crate::app::testing::scene_probe());
+        state.scene_probes.insert(EnvKind::Navigation, probe);
+        let finished = state.finished[0].uid;
+        type Shown = (EpisodeView, Selection, [bool; 2]);
+        let mut h = Harness::builder()
+            .with_size([1000.0, 700.0])
+            .with_context_setup(crate::app::app::install_symbol_fallback)
+            .build_ui_state(
+                move |ui, (view, selection, [overlay, plans]): &mut Shown| {
+                    let toggles = SceneToggles { overlay, plans };
+                    view.ui(ui, &state, selection, toggles);
+                },
+                (EpisodeView::default(), Selection::default(), [true, true]),
+            );
+        h.run();
+        // 5 elites and the best plan.
+        assert_eq!(h.state().0.plans_drawn, 6);
+        h.get_by_label_contains("Plans (probe R² 1.00 / 1.00)")
+            .click();
+        h.run();
+        assert!(!h.state().2[1], "the toggle turned off");
+        assert_eq!(h.state().0.plans_drawn, 0);
+        // Replaying a finished episode draws no search either (it belongs to the live step).
+        h.state_mut().2[1] = true;
+        h.state_mut().1.replay(finished);
+        h.run();
+        assert_eq!(h.state().0.plans_drawn, 0);
+    }
+
+    #[test]
     fn the_view_draws_live_and_replayed_episodes_headless() {
         let state = state_with_one_finished_episode();
         let ctx = egui::Context::default();
         let mut view = EpisodeView::default();
-        let mut overlay = true;
+        let (mut overlay, mut plans) = (true, true);
         for selection in [
             Selection::default(),
             Selection {
@@ -481,7 +612,11 @@ mod tests {
             };
             let mut out = ctx.run_ui(input, |ui| {
                 egui::CentralPanel::default().show(ui, |ui| {
-                    view.ui(ui, &state, &mut sel, &mut overlay);
+                    let toggles = SceneToggles {
+                        overlay: &mut overlay,
+                        plans: &mut plans,
+                    };
+                    view.ui(ui, &state, &mut sel, toggles);
                 });
             });
             assert!(!out.shapes.is_empty());

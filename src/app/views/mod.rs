@@ -13,7 +13,7 @@ pub mod plan;
 use crate::app::state::AppState;
 use eframe::egui_wgpu::RenderState;
 use egui::{Key, Modifiers, Ui};
-use episode::{EpisodeView, Selection};
+use episode::{EpisodeView, SceneToggles, Selection};
 use heatmaps::HeatmapView;
 use latents::LatentView;
 use plan::PlanView;
@@ -77,14 +77,14 @@ impl Views {
         state: &AppState,
         selection: &mut Selection,
         tab: &mut Tab,
-        show_overlay: &mut bool,
+        toggles: SceneToggles<'_>,
         render: Option<&RenderState>,
     ) {
         select_by_key(ui.ctx(), tab);
         tab_bar(ui, tab);
         ui.separator();
         match *tab {
-            Tab::Episode => self.episode.ui(ui, state, selection, show_overlay),
+            Tab::Episode => self.episode.ui(ui, state, selection, toggles),
             Tab::Plan => self.plan.ui(ui, state, selection),
             Tab::Latents => self.latents.ui(ui, state, selection),
             Tab::Heatmaps => self.heatmaps.ui(ui, state, selection, render),
@@ -136,15 +136,18 @@ mod tests {
         assert_eq!(Tab::from_str("latents", false), Ok(Tab::Latents));
     }
 
-    fn harness(state: AppState, tab: Tab) -> Harness<'static, (Views, Tab, bool, Selection)> {
+    type Shown = (Views, Tab, [bool; 2], Selection);
+
+    fn harness(state: AppState, tab: Tab) -> Harness<'static, Shown> {
         Harness::builder()
             .with_size([1100.0, 760.0])
             .with_context_setup(crate::app::app::install_symbol_fallback)
             .build_ui_state(
-                move |ui, (views, tab, overlay, selection)| {
-                    views.ui(ui, &state, selection, tab, overlay, None);
+                move |ui, (views, tab, [overlay, plans], selection): &mut Shown| {
+                    let toggles = SceneToggles { overlay, plans };
+                    views.ui(ui, &state, selection, tab, toggles, None);
                 },
-                (Views::default(), tab, true, Selection::default()),
+                (Views::default(), tab, [true, true], Selection::default()),
             )
     }
 
@@ -210,7 +213,7 @@ mod tests {
     struct ViewApp {
         views: Views,
         tab: Tab,
-        show_overlay: bool,
+        toggles: [bool; 2],
         selection: Selection,
         state: AppState,
     }
@@ -219,8 +222,16 @@ mod tests {
         fn ui(&mut self, ui: &mut Ui, frame: &mut eframe::Frame) {
             let (views, state) = (&mut self.views, &self.state);
             let render = frame.wgpu_render_state();
-            let (tab, overlay) = (&mut self.tab, &mut self.show_overlay);
-            views.ui(ui, state, &mut self.selection, tab, overlay, render);
+            let [overlay, plans] = &mut self.toggles;
+            let toggles = SceneToggles { overlay, plans };
+            views.ui(
+                ui,
+                state,
+                &mut self.selection,
+                &mut self.tab,
+                toggles,
+                render,
+            );
         }
     }
 
@@ -236,7 +247,7 @@ mod tests {
                 .build_eframe(|_| ViewApp {
                     views: Views::default(),
                     tab,
-                    show_overlay: true,
+                    toggles: [true, true],
                     selection: Selection::default(),
                     state: testing::populated(),
                 });

@@ -6,7 +6,7 @@ use super::{Event, Repaint, Worker};
 use crate::analysis::heatmap;
 use crate::analysis::imagine::decode_frames;
 use crate::analysis::pca::Pca;
-use crate::app::data::{HeatmapSnapshot, LatentLabel, LatentSnapshot};
+use crate::app::data::{HeatmapSnapshot, LatentLabel, LatentSnapshot, SceneProbe};
 use crate::data::collect::demo_episode;
 use crate::data::replay::LatentReplay;
 use crate::env::EnvKind;
@@ -22,6 +22,8 @@ const MAX_POINTS: usize = 2000;
 const MAX_THUMBNAILS: usize = 200;
 /// Episodes per demo set collected for an agent without a replay buffer.
 const DEMOS_PER_SET: usize = 2;
+/// Demo episodes per set the scene probe is fitted on.
+const SCENE_DEMOS_PER_SET: usize = 6;
 
 /// Labelled latents, row after row.
 #[derive(Clone, Debug, Default)]
@@ -131,6 +133,16 @@ fn serve(jobs: &Receiver<Job>, events: &Sender<Event>, repaint: &Repaint, cells:
             repaint();
             let latents = latents(&job).map(|s| Event::Latents(Arc::new(s)));
             let _ = events.send(latents.unwrap_or_else(|e| error(&job, "latent PCA", &e)));
+            repaint();
+            match scene_probe(&job) {
+                Ok(Some(p)) => {
+                    let _ = events.send(Event::SceneProbe(job.kind, Arc::new(p)));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = events.send(error(&job, "scene probe", &e));
+                }
+            }
         }));
         if let Err(payload) = outcome {
             let message = super::panic_message(payload.as_ref());
@@ -193,6 +205,37 @@ fn latents(job: &Job) -> Result<LatentSnapshot> {
         components: pca.components,
         explained: pca.explained,
     })
+}
+
+/// The latent → marker-pixel map of `job`'s agent, from fresh demo episodes of every set (the
+/// frame after each step against the marker of the state it shows).
+fn scene_probe(job: &Job) -> Result<Option<SceneProbe>> {
+    let kind = job.kind;
+    let env = kind.make(job.seed);
+    let (mut frames, mut pixels): (Vec<Vec<u8>>, Vec<f64>) = (vec![], vec![]);
+    for set in kind.demo_sets() {
+        for i in 0..SCENE_DEMOS_PER_SET.min(set.count) {
+            let ep = demo_episode(kind, set, job.seed, i);
+            let n = ep.next_obs.len() / ep.len().max(1);
+            for (t, step) in ep.transitions.iter().enumerate() {
+                let Some(state) = step.state.as_ref() else {
+                    continue;
+                };
+                if !crate::model::probe::probed(kind, state) {
+                    continue;
+                }
+                frames.push(ep.next_obs[t * n..(t + 1) * n].to_vec());
+                let m = env.marker(state);
+                pixels.extend([m[0] as f64, m[1] as f64]);
+            }
+        }
+    }
+    let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+    let (means, _) = job
+        .agent
+        .encode_observations(&refs)
+        .context("encoding demo frames for the scene probe")?;
+    Ok(SceneProbe::fit(&means, &pixels))
 }
 
 /// Latents of a few freshly collected demo episodes of every set (all labelled demo).

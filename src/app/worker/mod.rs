@@ -19,7 +19,7 @@ mod episodes;
 mod files;
 mod training;
 
-use super::data::{HeatmapSnapshot, JobProgress, LatentSnapshot, PlanShot};
+use super::data::{HeatmapSnapshot, JobProgress, LatentSnapshot, PlanShot, SceneProbe};
 use crate::config::{Config, Preset, Valid, Validate};
 use crate::env::{Env, EnvKind, Frame, Overlay};
 use crate::model::agent::{Agent, ModuleKind};
@@ -174,6 +174,8 @@ pub enum Event {
     Latents(Arc<LatentSnapshot>),
     /// New heatmaps of the current agent.
     Heatmaps(Arc<HeatmapSnapshot>),
+    /// Where the current agent's latents lie in the scene (for drawing its plans).
+    SceneProbe(EnvKind, Arc<SceneProbe>),
     /// The configuration in effect changed other than through the controls (another
     /// environment, a loaded configuration or agent, a training run started): the controls show
     /// it. Its planner is the one the acting agent uses.

@@ -440,9 +440,15 @@ fn train_from_scratch_reports_every_phase_shows_its_episodes_and_analyses_the_ag
 
     // Snapshots after the initial training and after the round (on the helper thread).
     let mut snapshots = events.clone();
-    if !snapshots.iter().any(|e| matches!(e, Event::Latents(_))) {
-        snapshots.extend(wait_long(&worker, |e| matches!(e, Event::Latents(_))));
+    if !snapshots.iter().any(|e| matches!(e, Event::SceneProbe(..))) {
+        snapshots.extend(wait_long(&worker, |e| matches!(e, Event::SceneProbe(..))));
     }
+    // The scene probe of the trained agent, for drawing its plans (R² is a number; this tiny
+    // agent need not encode the robot well).
+    assert!(snapshots.iter().any(|e| matches!(
+        e,
+        Event::SceneProbe(kind, p) if *kind == EnvKind::Navigation && p.r2.iter().all(|r| r.is_finite())
+    )));
     let (mut heatmaps, mut latents) = (0, 0);
     for e in &snapshots {
         match e {
