@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 /// Frames drawn after the last step before capturing, so sizes measured in one frame are used.
 const SETTLE_FRAMES: u32 = 6;
-/// Give up when the capture has not happened by then.
-const TIMEOUT: Duration = Duration::from_secs(900);
+/// Give up when the capture has not happened by then (the tiny 25-round curves run takes
+/// ≈ 15 min on two shared cores).
+const TIMEOUT: Duration = Duration::from_secs(1800);
 /// After the steps, how long to wait for the shown view's data before capturing it without.
 const DATA_WAIT: Duration = Duration::from_secs(120);
 

@@ -222,23 +222,26 @@ fn header(
             .weak(),
         );
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-            ui.checkbox(&mut *toggles.overlay, "Ground-truth overlay")
-                .on_hover_text("Hazards, goal, path and violations drawn over the observation");
-            if let Some([rx, ry]) = probe_r2 {
-                ui.checkbox(
-                    &mut *toggles.plans,
-                    format!("Plans (probe R² {rx:.2} / {ry:.2})"),
-                )
-                .on_hover_text(
-                    "The live step's planner search drawn in the scene: the best plan \
-                         (white), the last CEM iteration's elites (yellow = best … blue) and \
-                         where the first iteration's candidates ended (grey dots). Latents are \
-                         mapped to the image by a linear probe fitted on the agent's demo \
-                         latents; R² (held out, x / y) says how far to trust it.",
-                );
-            }
             gif.ui(ui, episode);
         });
+    });
+    // What is drawn over the frame, on a row of its own so the header never crowds.
+    ui.horizontal(|ui| {
+        ui.checkbox(&mut *toggles.overlay, "Ground-truth overlay")
+            .on_hover_text("Hazards, goal, path and violations drawn over the observation");
+        if let Some([rx, ry]) = probe_r2 {
+            ui.checkbox(
+                &mut *toggles.plans,
+                format!("Plans (probe R² {rx:.2} / {ry:.2})"),
+            )
+            .on_hover_text(
+                "The live step's planner search drawn in the scene: the best plan (white), the \
+                 last CEM iteration's elites (yellow = best … blue) and where the first \
+                 iteration's candidates ended (grey dots). Latents are mapped to the image by a \
+                 linear probe fitted on the agent's demo latents; R² (held out, x / y) says how \
+                 far to trust it.",
+            );
+        }
     });
 }
 
