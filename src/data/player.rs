@@ -141,11 +141,6 @@ impl<E: EnvSlot> Player<E> {
         self.t() >= self.steps
     }
 
-    /// Steps of the whole episode.
-    pub fn steps(&self) -> usize {
-        self.steps
-    }
-
     /// The environment (for its state, overlays and markers).
     pub fn env(&self) -> &dyn Env {
         self.env.get()
@@ -206,11 +201,6 @@ impl DemoPolicy {
             teacher,
             rng,
         }
-    }
-
-    /// The demo set this policy plays.
-    pub fn set(&self) -> &DemoSet {
-        &self.set
     }
 }
 

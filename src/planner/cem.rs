@@ -138,6 +138,9 @@ struct Best {
     stats: RolloutStats,
     index: usize,
     score: f32,
+    /// Every candidate's score in this iteration and the elites, best first.
+    scores: Vec<Score>,
+    elites: Vec<usize>,
 }
 
 /// The CEM planner of one agent: its random stream and the elite distribution carried from one
@@ -260,14 +263,16 @@ impl Planner {
                         })
                         .unwrap_or(0)
                 });
-                let score = scores[index].score;
                 let refit =
                     (!chosen.is_empty()).then(|| Gaussian::fit(&job.actions, &chosen, h * 2));
+                let score = scores[index].score;
                 best = Some(Best {
                     job,
                     stats,
                     index,
                     score,
+                    scores,
+                    elites: chosen,
                 });
                 if refit.is_none() {
                     decays += 1;
@@ -287,7 +292,7 @@ impl Planner {
         if fallback && cfg.fallback == Fallback::SafestPlan {
             // The plan shown is the one acted on.
             best.index = safest(&best.stats, h, cfg);
-            best.score = score_candidates(&best.stats, h, cfg, threshold)[best.index].score;
+            best.score = best.scores[best.index].score;
         }
         let action = match (&dist, fallback) {
             (_, true) if cfg.fallback == Fallback::SafestPlan => best.job.action(best.index, 0),
@@ -303,10 +308,11 @@ impl Planner {
         } else {
             dist.map(|d| d.shifted())
         };
+        let feasible_now = feasible.last().copied().unwrap_or(0);
         let mut record = record(&best, action, threshold, decays, fallback, feasible, cfg);
-        if let Some(c) = record.candidates.as_mut().and_then(Arc::get_mut) {
-            c.first_terminal = first_terminal.unwrap_or_default();
-        }
+        let first_terminal = first_terminal.unwrap_or_default();
+        let candidates = candidate_stats(&best, feasible_now, cfg, threshold, first_terminal);
+        record.candidates = Some(Arc::new(candidates));
         Ok((action, record))
     }
 
@@ -380,7 +386,6 @@ fn record(
 ) -> PlanRecord {
     let (c, h, l) = (best.index, best.job.horizon, best.job.latent());
     let s = &best.stats;
-    let feasible_now = feasible.last().copied().unwrap_or(0);
     PlanRecord {
         action,
         start: best.job.start.clone(),
@@ -400,25 +405,22 @@ fn record(
         safe_set_threshold: threshold,
         decays,
         random_fallback,
-        candidates: Some(Arc::new(candidate_stats(
-            s,
-            h,
-            feasible_now,
-            cfg,
-            threshold,
-        ))),
+        // Filled in by the call (see `candidate_stats`).
+        candidates: None,
         config: cfg.clone(),
     }
 }
 
-/// What each candidate's feasibility rests on (see [`CandidateStats`]).
+/// What each candidate of `best`'s iteration needs for re-scoring and drawing (see
+/// [`CandidateStats`]).
 fn candidate_stats(
-    s: &RolloutStats,
-    h: usize,
+    best: &Best,
     feasible_now: usize,
     cfg: &PlannerConfig,
     threshold: f32,
+    first_terminal: Vec<f32>,
 ) -> CandidateStats {
+    let (s, h) = (&best.stats, best.job.horizon);
     let n = s.value.len();
     let max_constraint: Vec<f32> = (0..n)
         .map(|c| {
@@ -431,20 +433,19 @@ fn candidate_stats(
             }
         })
         .collect();
-    let usable = (0..n)
-        .map(|c| {
-            let goal = &s.goal_logit[c * h..(c + 1) * h];
-            let goals = goal.iter().filter(|&&g| g > cfg.goal_threshold).count() as f32;
-            !s.value[c].is_nan()
-                && !goal.iter().any(|g| g.is_nan())
-                && s.value[c] + goals > -PENALTY
-        })
+    // Feasible with neither test: the value and goals give a usable score.
+    let neither = PlannerConfig {
+        ignore_constraints: true,
+        ignore_safe_set: true,
+        ..cfg.clone()
+    };
+    let usable = score_candidates(s, h, &neither, threshold)
+        .iter()
+        .map(|sc| sc.feasible)
         .collect();
-    // The last iteration's elites, best first, with their imagined latents.
-    let scores = score_candidates(s, h, cfg, threshold);
-    let chosen = elites(&scores, cfg.elites);
-    let l = s.latents.len() / (n * h).max(1);
-    let elite_latents = chosen
+    let l = best.job.latent();
+    let elite_latents = best
+        .elites
         .iter()
         .flat_map(|&c| s.latents[c * h * l..(c + 1) * h * l].iter().copied())
         .collect();
@@ -456,8 +457,8 @@ fn candidate_stats(
         horizon: h,
         latent: l,
         elite_latents,
-        elite_scores: chosen.iter().map(|&c| scores[c].score).collect(),
-        first_terminal: Vec::new(),
+        elite_scores: best.elites.iter().map(|&c| best.scores[c].score).collect(),
+        first_terminal,
     }
 }
 

@@ -197,19 +197,10 @@ impl Worker {
         let Some(live) = self.live.as_mut() else {
             return;
         };
-        let event = match &mut live.driver {
-            Driver::Teacher { player, policy } => {
-                let played = match player.step(policy.as_mut()) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        let message = format!("the demonstrator failed to act: {e:#}");
-                        self.live = None;
-                        self.emit(Event::Error(message));
-                        self.set_state(WorkerState::Paused);
-                        return;
-                    }
-                };
-                StepEvent {
+        let stepped = match &mut live.driver {
+            Driver::Teacher { player, policy } => player
+                .step(policy.as_mut())
+                .map(|played| StepEvent {
                     episode: live.episode,
                     t: live.t + 1,
                     action: played.action,
@@ -219,14 +210,15 @@ impl Worker {
                     reward: played.step.reward,
                     constraint: played.step.constraint,
                     plan: None,
-                }
-            }
+                })
+                .map_err(|e| format!("the demonstrator failed to act: {e:#}")),
             Driver::Agent {
                 actor,
                 agent,
                 planner,
-            } => match actor.step(agent, self.planner.as_ref().unwrap_or(planner)) {
-                Ok(s) => StepEvent {
+            } => actor
+                .step(agent, self.planner.as_ref().unwrap_or(planner))
+                .map(|s| StepEvent {
                     episode: live.episode,
                     t: live.t + 1,
                     action: actor.env().kind().clip_action(s.plan.action),
@@ -240,15 +232,17 @@ impl Worker {
                         imagined: decode_frames(agent, &s.plan.latents).unwrap_or_default(),
                         record: s.plan,
                     })),
-                },
-                Err(e) => {
-                    let message = format!("the agent failed to act: {e:#}");
-                    self.live = None;
-                    self.emit(Event::Error(message));
-                    self.set_state(WorkerState::Paused);
-                    return;
-                }
-            },
+                })
+                .map_err(|e| format!("the agent failed to act: {e:#}")),
+        };
+        let event = match stepped {
+            Ok(event) => event,
+            Err(message) => {
+                self.live = None;
+                self.emit(Event::Error(message));
+                self.set_state(WorkerState::Paused);
+                return;
+            }
         };
         live.t += 1;
         live.cost -= event.reward;
