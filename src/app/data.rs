@@ -179,48 +179,71 @@ mod tests {
     }
 }
 
-/// A linear map from the loaded agent's latents to image pixels of the environment's path marker
-/// (navigation's robot, reacher's fingertip, push's pusher), fitted on its demo latents: where
-/// the planner's imagined latents are drawn in the scene. `r2` (held out, per pixel axis) says
-/// how far to trust the drawing.
+/// A linear map from the loaded agent's latents to image pixels of the environment's markers
+/// (navigation's robot, reacher's fingertip, push's pusher, then push's blocks), fitted on its
+/// demo latents: where the planner's imagined latents are drawn in the scene. `r2` (held out, per
+/// pixel axis) says how far to trust the drawing.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SceneProbe {
     pub probe: LinearProbe,
+    /// Held-out R² (x, y) of the path marker.
     pub r2: [f64; 2],
+    /// Held-out R² (x, y) of each further object (push's blocks; empty elsewhere).
+    pub objects_r2: Vec<[f64; 2]>,
 }
 
 impl SceneProbe {
-    /// Fits on 4 of every 5 `(latent, pixel)` pairs and scores on the fifth; `None` with fewer
-    /// than 10 pairs. `latents` is `[n][latent]`, `pixels` `[n][2]`.
-    pub fn fit(latents: &[f32], pixels: &[f64]) -> Option<Self> {
-        let n = pixels.len() / 2;
-        if n < 10 || !latents.len().is_multiple_of(n) {
+    /// Fits on the `(latent, pixels)` pairs of 4 of every 5 episodes and scores on the fifth's
+    /// (whole episodes held out, so neighbouring frames do not flatter the score); `None` with
+    /// fewer than 10 pairs or no pair on either side. `latents` is `[n][latent]`, `pixels`
+    /// `[n][markers][2]` (the path marker first), `episode` `[n]`.
+    pub fn fit(latents: &[f32], pixels: &[f64], markers: usize, episode: &[usize]) -> Option<Self> {
+        let width = 2 * markers.max(1);
+        let n = episode.len();
+        let held = |i: usize| episode[i] % 5 == 4;
+        if n < 10
+            || !latents.len().is_multiple_of(n)
+            || pixels.len() != n * width
+            || (0..n).all(held)
+            || !(0..n).any(held)
+        {
             return None;
         }
         let l = latents.len() / n;
         let (mut fx, mut fy, mut hx, mut hy) = (vec![], vec![], vec![], vec![]);
         for i in 0..n {
-            let (x, y) = if i % 5 == 4 {
+            let (x, y) = if held(i) {
                 (&mut hx, &mut hy)
             } else {
                 (&mut fx, &mut fy)
             };
             x.extend_from_slice(&latents[i * l..(i + 1) * l]);
-            y.extend_from_slice(&pixels[i * 2..i * 2 + 2]);
+            y.extend_from_slice(&pixels[i * width..(i + 1) * width]);
         }
-        let probe = LinearProbe::fit(&fx, &fy, 2);
+        let probe = LinearProbe::fit(&fx, &fy, width);
         let pred: Vec<f64> = hx.chunks(l).flat_map(|z| probe.predict(z)).collect();
-        let r2 = r_squared(&pred, &hy, 2);
+        let r2 = r_squared(&pred, &hy, width);
+        let pairs: Vec<[f64; 2]> = r2.chunks_exact(2).map(|p| [p[0], p[1]]).collect();
         Some(Self {
             probe,
-            r2: [r2[0], r2[1]],
+            r2: pairs[0],
+            objects_r2: pairs[1..].to_vec(),
         })
     }
 
-    /// The pixel a latent maps to.
+    /// The pixel of the path marker a latent maps to.
     pub fn pixel(&self, z: &[f32]) -> [f32; 2] {
         let p = self.probe.predict(z);
         [p[0] as f32, p[1] as f32]
+    }
+
+    /// The pixels of the further objects a latent maps to (push: the blocks).
+    pub fn objects(&self, z: &[f32]) -> Vec<[f32; 2]> {
+        let p = self.probe.predict(z);
+        p[2..]
+            .chunks_exact(2)
+            .map(|q| [q[0] as f32, q[1] as f32])
+            .collect()
     }
 }
 
@@ -235,11 +258,45 @@ mod scene_probe_tests {
         z[1] = -2.0;
         let [x, y] = probe.pixel(&z);
         assert!((x - 14.0).abs() < 0.1 && (y - 1.0).abs() < 0.1, "{x} {y}");
+        assert!(probe.objects(&z).is_empty() && probe.objects_r2.is_empty());
+    }
+
+    #[test]
+    fn further_objects_get_their_own_map_and_score() {
+        // marker (z0, z1); one object at (10 − z1, 2 z0); 8 episodes of 10 frames
+        let (mut latents, mut pixels, mut episode) = (vec![], vec![], vec![]);
+        for e in 0..8 {
+            for t in 0..10 {
+                let (a, b) = (e as f32 + 0.3 * t as f32, (t * 3 % 7) as f32);
+                let mut z = vec![0.0; crate::model::LATENT];
+                (z[0], z[1], z[3]) = (a, b, (e * t % 3) as f32);
+                latents.extend(z);
+                pixels.extend([a as f64, b as f64, 10.0 - b as f64, 2.0 * a as f64]);
+                episode.push(e);
+            }
+        }
+        let probe = super::SceneProbe::fit(&latents, &pixels, 2, &episode).expect("fits");
+        assert_eq!(probe.objects_r2.len(), 1);
+        assert!(probe.objects_r2[0].iter().all(|&r| r > 0.999));
+        let mut z = vec![0.0; crate::model::LATENT];
+        (z[0], z[1], z[3]) = (2.0, 4.0, 1.0);
+        let [[x, y]] = probe.objects(&z)[..] else {
+            panic!("one object")
+        };
+        assert!((x - 6.0).abs() < 0.01 && (y - 4.0).abs() < 0.01, "{x} {y}");
+    }
+
+    #[test]
+    fn without_a_held_out_episode_there_is_no_score_and_no_probe() {
+        let z = vec![0.5; crate::model::LATENT * 20];
+        let pixels = vec![1.0; 2 * 20];
+        assert!(super::SceneProbe::fit(&z, &pixels, 1, &[0; 20]).is_none());
+        assert!(super::SceneProbe::fit(&z, &pixels, 1, &[4; 20]).is_none());
     }
 
     #[test]
     fn too_few_points_fit_no_scene_probe() {
         let z = vec![0.0; crate::model::LATENT * 5];
-        assert!(super::SceneProbe::fit(&z, &[1.0; 10]).is_none());
+        assert!(super::SceneProbe::fit(&z, &[1.0; 10], 1, &[0, 1, 2, 3, 4]).is_none());
     }
 }

@@ -47,6 +47,12 @@ pub fn plan(t: usize, horizon: usize, random: bool) -> PlanShot {
             decays: 1,
             random_fallback: random,
             candidates: Some(std::sync::Arc::new(candidates(config.population))),
+            spread: Some(crate::planner::PlanSpread {
+                particle_std: (0..horizon).map(|k| 0.2 * (k + 1) as f32).collect(),
+                member_std: (0..horizon).map(|k| 0.1 * (k + 1) as f32).collect(),
+                constraint_min: (0..horizon).map(|k| 0.05 * k as f32).collect(),
+                constraint_max: (0..horizon).map(|k| 0.1 * k as f32).collect(),
+            }),
             config,
         },
         imagined: (0..horizon).map(|k| frame(40 * k as u8)).collect(),
@@ -67,6 +73,11 @@ pub fn candidates(n: usize) -> crate::planner::CandidateStats {
 
 /// A scene probe that maps latent `z` to pixel `(2 z₀ + 5, 3 z₁ + 7)`, fitted on a grid.
 pub fn scene_probe() -> crate::app::data::SceneProbe {
+    scene_probe_with_objects(0)
+}
+
+/// [`scene_probe`] with `objects` further objects, object `k` at `(z₀ + k, z₁)`.
+pub fn scene_probe_with_objects(objects: usize) -> crate::app::data::SceneProbe {
     let (mut latents, mut pixels) = (vec![], vec![]);
     for i in 0..20 {
         for j in 0..20 {
@@ -77,9 +88,15 @@ pub fn scene_probe() -> crate::app::data::SceneProbe {
             z[2] = ((i * 7 + j * 3) % 5) as f32;
             latents.extend(z);
             pixels.extend([2.0 * i as f64 + 5.0, 3.0 * j as f64 + 7.0]);
+            for k in 0..objects {
+                pixels.extend([(i + k) as f64, j as f64]);
+            }
         }
     }
-    crate::app::data::SceneProbe::fit(&latents, &pixels).expect("enough points")
+    // 20 "episodes" of 20 frames: rows of the grid
+    let episode: Vec<usize> = (0..400).map(|k| k / 20).collect();
+    crate::app::data::SceneProbe::fit(&latents, &pixels, 1 + objects, &episode)
+        .expect("enough points")
 }
 
 /// Candidate numbers with `elites` elite paths of `horizon` steps and 30 first-iteration ends.
@@ -98,6 +115,15 @@ pub fn search(elites: usize, horizon: usize) -> crate::planner::CandidateStats {
             .collect(),
         elite_scores: (0..elites).map(|e| -(e as f32)).collect(),
         first_terminal: (0..30).flat_map(|c| latent(c as f32 % 9.0, 3.0)).collect(),
+        // 4 particles fanning out from the best elite's path
+        particles: crate::planner::Particles {
+            count: 4,
+            horizon,
+            latent: LATENT,
+            latents: (0..4)
+                .flat_map(|p| (0..horizon).flat_map(move |k| latent(k as f32, 0.3 * p as f32)))
+                .collect(),
+        },
         ..candidates(30)
     }
 }

@@ -147,6 +147,11 @@ pub trait Env: Send {
     }
     /// The point the views trace as the agent's path, in image pixel coordinates.
     fn marker(&self, state: &[f64]) -> [f32; 2];
+    /// The further objects the task moves, in image pixel coordinates (push: its blocks; none
+    /// elsewhere).
+    fn objects(&self, _state: &[f64]) -> Vec<[f32; 2]> {
+        Vec::new()
+    }
     /// Static scene geometry in image pixel coordinates.
     fn overlay(&self) -> Overlay;
     /// The environment's own random stream (shared by teachers for reproducible demos).

@@ -297,6 +297,13 @@ impl Env for Push {
         VIEW.to_image([state[0], state[1]])
     }
 
+    /// The blocks' centres.
+    fn objects(&self, state: &[f64]) -> Vec<[f32; 2]> {
+        (0..3)
+            .map(|k| VIEW.to_image(block_position(state, k)))
+            .collect()
+    }
+
     /// Hazards: four thin strips just outside the table edge (a block centre crossing one has
     /// fallen). Goals: the two done bands on the table.
     fn overlay(&self) -> Overlay {

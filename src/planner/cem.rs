@@ -10,6 +10,7 @@ use super::fused::FusedModels;
 use super::models::LatentModels;
 use super::record::{CandidateStats, PlanRecord};
 use super::rollout::{Rollout, RolloutStats};
+use super::spread;
 use super::{Fallback, PlannerConfig};
 use crate::env::EnvKind;
 use crate::valid::Valid;
@@ -311,7 +312,10 @@ impl Planner {
         let feasible_now = feasible.last().copied().unwrap_or(0);
         let mut record = record(&best, action, threshold, decays, fallback, feasible, cfg);
         let first_terminal = first_terminal.unwrap_or_default();
-        let candidates = candidate_stats(&best, feasible_now, cfg, threshold, first_terminal);
+        let (spread, particles) = spread::imagine(models, &best.job, best.index)?;
+        record.spread = Some(spread);
+        let mut candidates = candidate_stats(&best, feasible_now, cfg, threshold, first_terminal);
+        candidates.particles = particles;
         record.candidates = Some(Arc::new(candidates));
         Ok((action, record))
     }
@@ -405,8 +409,9 @@ fn record(
         safe_set_threshold: threshold,
         decays,
         random_fallback,
-        // Filled in by the call (see `candidate_stats`).
+        // Filled in by the call (see `candidate_stats` and `spread::imagine`).
         candidates: None,
+        spread: None,
         config: cfg.clone(),
     }
 }
@@ -459,6 +464,7 @@ fn candidate_stats(
         elite_latents,
         elite_scores: best.elites.iter().map(|&c| best.scores[c].score).collect(),
         first_terminal,
+        particles: Default::default(),
     }
 }
 

@@ -10,6 +10,7 @@
 //! - [`fused`] and [`kernel`]: the agent's CPU fast path (the whole rollout of a group of
 //!   candidates in cache, on every core).
 //! - [`record`]: the [`PlanRecord`] the views draw.
+//! - [`spread`]: the chosen plan's particles and the models' disagreement along it.
 //! - [`ablation`]: the paper's [`Ablation`]s (no safe set, no constraints).
 
 pub mod ablation;
@@ -19,6 +20,7 @@ pub mod kernel;
 pub mod models;
 pub mod record;
 pub mod rollout;
+pub mod spread;
 #[cfg(test)]
 mod testing;
 
@@ -27,6 +29,7 @@ pub use cem::{PlanError, Planner};
 pub use models::LatentModels;
 pub use record::{CandidateStats, PlanRecord};
 pub use rollout::{Rollout, RolloutStats};
+pub use spread::{Particles, PlanSpread};
 
 use crate::valid::{ConfigError, Validate, check, positive_count, unit_interval};
 use serde::{Deserialize, Serialize};

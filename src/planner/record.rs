@@ -1,6 +1,7 @@
 //! What one planner call decided and imagined, as plain data for the plan and latent views.
 
 use super::PlannerConfig;
+use super::spread::{Particles, PlanSpread};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -48,6 +49,8 @@ pub struct PlanRecord {
     /// app keeps it for the latest call only.
     #[serde(skip)]
     pub candidates: Option<Arc<CandidateStats>>,
+    /// The chosen plan's spread over particles and dynamics members, per step.
+    pub spread: Option<PlanSpread>,
 }
 
 /// Per candidate of a call's last scored CEM iteration: the terminal safe-set probability, the
@@ -70,6 +73,8 @@ pub struct CandidateStats {
     pub elite_scores: Vec<f32>,
     /// Each candidate of the first scored iteration after its last step: `[candidate][latent]`.
     pub first_terminal: Vec<f32>,
+    /// The chosen plan's particles, one by one.
+    pub particles: Particles,
 }
 
 impl CandidateStats {

@@ -80,8 +80,8 @@ pub struct EpisodeView {
     texture: Option<TextureHandle>,
     uploaded: Option<(u64, usize)>,
     gif: GifExport,
-    /// Plan paths (elites and the best plan) drawn over the frame in the last frame built.
-    pub plans_drawn: usize,
+    /// What of the planner's search the last frame built drew over the frame.
+    pub drawn: SearchDrawn,
 }
 
 /// What the episode view draws over the observation.
@@ -101,7 +101,7 @@ impl EpisodeView {
         selection: &mut Selection,
         toggles: SceneToggles<'_>,
     ) {
-        self.plans_drawn = 0;
+        self.drawn = SearchDrawn::default();
         selection.forget_missing(state);
         let Some((episode, frame)) = selection.resolve(state) else {
             ui.centered_and_justified(|ui| ui.label("Waiting for the first episode…"));
@@ -115,7 +115,7 @@ impl EpisodeView {
             episode,
             live,
             &mut toggles,
-            probe.map(|p| p.r2),
+            probe.map(|p| p.as_ref()),
             &mut self.gif,
         );
         ui.add_space(6.0);
@@ -123,7 +123,7 @@ impl EpisodeView {
         let avail = ui.available_size();
         let side = image_side(avail.x - READOUT_WIDTH, avail.y - CHROME_HEIGHT);
         let texture = self.texture_for(ui, episode, frame).clone();
-        let mut plans_drawn = 0;
+        let mut drawn = SearchDrawn::default();
         ui.horizontal_top(|ui| {
             ui.vertical(|ui| {
                 let (rect, _) = ui.allocate_exact_size(Vec2::splat(side), Sense::hover());
@@ -141,7 +141,7 @@ impl EpisodeView {
                     && let (Some(probe), Some(shot), Some(c)) =
                         (probe, search, state.last_candidates.as_ref())
                 {
-                    plans_drawn = draw_search(&painter, rect, probe, &shot.record, c);
+                    drawn = draw_search(&painter, rect, probe, &shot.record, c);
                 }
                 ui.painter()
                     .rect_stroke(rect, 0.0, FRAME_BORDER, StrokeKind::Outside);
@@ -156,7 +156,7 @@ impl EpisodeView {
                 legend(ui);
             });
         });
-        self.plans_drawn = plans_drawn;
+        self.drawn = drawn;
     }
 
     fn texture_for(&mut self, ui: &Ui, episode: &EpisodeRecord, frame: usize) -> &TextureHandle {
@@ -198,7 +198,7 @@ fn header(
     episode: &EpisodeRecord,
     live: bool,
     toggles: &mut SceneToggles<'_>,
-    probe_r2: Option<[f64; 2]>,
+    probe: Option<&SceneProbe>,
     gif: &mut GifExport,
 ) {
     ui.horizontal(|ui| {
@@ -229,14 +229,24 @@ fn header(
     ui.horizontal(|ui| {
         ui.checkbox(&mut *toggles.overlay, "Ground-truth overlay")
             .on_hover_text("Hazards, goal, path and violations drawn over the observation");
-        if let Some([rx, ry]) = probe_r2 {
+        if let Some(probe) = probe {
+            let [rx, ry] = probe.r2;
+            let objects = probe
+                .objects_r2
+                .iter()
+                .flatten()
+                .copied()
+                .reduce(f64::min)
+                .map(|r| format!("; blocks ≥ {r:.2}"))
+                .unwrap_or_default();
             ui.checkbox(
                 &mut *toggles.plans,
-                format!("Plans (probe R² {rx:.2} / {ry:.2})"),
+                format!("Plans (probe R² {rx:.2} / {ry:.2}{objects})"),
             )
             .on_hover_text(
-                "The live step's planner search drawn in the scene: the best plan (white), the \
-                 last CEM iteration's elites (yellow = best … blue) and where the first \
+                "The live step's planner search drawn in the scene: the best plan (white) with its \
+                 particles fanned around it (faint white; push: white squares where it leaves the \
+                 blocks), the last CEM iteration's elites (yellow = best … blue) and where the first \
                  iteration's candidates ended (grey dots). Latents are mapped to the image by a \
                  linear probe fitted on the agent's demo latents; R² (held out, x / y) says how \
                  far to trust it.",
@@ -280,14 +290,29 @@ fn draw_overlay(painter: &egui::Painter, rect: Rect, episode: &EpisodeRecord, fr
     }
 }
 
-/// Draws one planner call's search over the frame in `rect`; returns the plan paths drawn.
+/// Half the side of the outline drawn where a plan leaves an object, in image pixels (push's
+/// blocks are about 8 px across).
+const OBJECT_HALF_PX: f32 = 4.0;
+
+/// What the last frame drew of the planner's search.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SearchDrawn {
+    /// Plan paths: the elites and the best plan.
+    pub plans: usize,
+    /// The best plan's particles.
+    pub particles: usize,
+    /// Objects where the best plan leaves them (push's blocks).
+    pub objects: usize,
+}
+
+/// Draws one planner call's search over the frame in `rect`.
 fn draw_search(
     painter: &egui::Painter,
     rect: Rect,
     probe: &SceneProbe,
     record: &PlanRecord,
     c: &CandidateStats,
-) -> usize {
+) -> SearchDrawn {
     let scale = rect.width() / IMAGE_SIZE as f32;
     let at = |z: &[f32]| {
         let p = probe.pixel(z);
@@ -312,6 +337,14 @@ fn draw_search(
         painter.line(path, Stroke::new(1.0, elite_color(rank)));
         drawn += 1;
     }
+    // The chosen plan's particles, as a fan around it.
+    let parts = &c.particles;
+    for p in 0..parts.count {
+        let path: Vec<Pos2> = std::iter::once(start)
+            .chain((0..parts.horizon).map(|t| at(parts.at(p, t))))
+            .collect();
+        painter.line(path, Stroke::new(1.0, Color32::from_white_alpha(110)));
+    }
     let best: Vec<Pos2> = std::iter::once(start)
         .chain(record.latents.iter().map(|z| at(z)))
         .collect();
@@ -319,7 +352,26 @@ fn draw_search(
     if let Some(&end) = best.last() {
         painter.circle_filled(end, 3.0, Color32::WHITE);
     }
-    drawn + 1
+    let mut objects = 0;
+    // Where the plan leaves the other objects (push's blocks), as outlines.
+    if let Some(last) = record.latents.last() {
+        let half = OBJECT_HALF_PX * scale;
+        for p in probe.objects(last) {
+            objects += 1;
+            let centre = rect.min + vec2(p[0], p[1]) * scale;
+            painter.rect_stroke(
+                Rect::from_center_size(centre, Vec2::splat(2.0 * half)),
+                1.0,
+                Stroke::new(2.0, Color32::WHITE),
+                StrokeKind::Middle,
+            );
+        }
+    }
+    SearchDrawn {
+        plans: drawn + 1,
+        particles: parts.count,
+        objects,
+    }
 }
 
 /// Elite colours from the worst (`rank` 0, blue) to the best (1, yellow).
@@ -581,18 +633,49 @@ mod tests {
                 (EpisodeView::default(), Selection::default(), [true, true]),
             );
         h.run();
-        // 5 elites and the best plan.
-        assert_eq!(h.state().0.plans_drawn, 6);
+        // 5 elites and the best plan, with its 4 particles; navigation has no further objects.
+        let drawn = SearchDrawn {
+            plans: 6,
+            particles: 4,
+            objects: 0,
+        };
+        assert_eq!(h.state().0.drawn, drawn);
         h.get_by_label_contains("Plans (probe R² 1.00 / 1.00)")
             .click();
         h.run();
         assert!(!h.state().2[1], "the toggle turned off");
-        assert_eq!(h.state().0.plans_drawn, 0);
+        assert_eq!(h.state().0.drawn, SearchDrawn::default());
         // Replaying a finished episode draws no search either (it belongs to the live step).
         h.state_mut().2[1] = true;
         h.state_mut().1.replay(finished);
         h.run();
-        assert_eq!(h.state().0.plans_drawn, 0);
+        assert_eq!(h.state().0.drawn, SearchDrawn::default());
+    }
+
+    #[test]
+    fn a_probe_with_objects_draws_them_where_the_plan_leaves_them() {
+        use egui_kittest::Harness;
+        use egui_kittest::kittest::Queryable as _;
+        let mut state = crate::app::testing::populated();
+        state.last_candidates = Some(std::sync::Arc::new(crate::app::testing::search(2, 3)));
+        let probe = crate::app::testing::scene_probe_with_objects(3);
+        state
+            .scene_probes
+            .insert(EnvKind::Navigation, std::sync::Arc::new(probe));
+        type Shown = (EpisodeView, Selection, [bool; 2]);
+        let mut h = Harness::builder()
+            .with_size([1000.0, 700.0])
+            .with_context_setup(crate::app::app::install_symbol_fallback)
+            .build_ui_state(
+                move |ui, (view, selection, [overlay, plans]): &mut Shown| {
+                    let toggles = SceneToggles { overlay, plans };
+                    view.ui(ui, &state, selection, toggles);
+                },
+                (EpisodeView::default(), Selection::default(), [true, true]),
+            );
+        h.run();
+        assert_eq!(h.state().0.drawn.objects, 3);
+        h.get_by_label_contains("blocks ≥ 1.00");
     }
 
     #[test]

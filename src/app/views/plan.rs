@@ -10,7 +10,7 @@ use crate::app::state::{AppState, EpisodeRecord};
 use crate::env::Frame;
 use crate::planner::PlannerConfig;
 use egui::{Color32, RichText, Sense, Ui, pos2, vec2};
-use egui_plot::{HLine, Legend, Line, LineStyle, Plot, Points};
+use egui_plot::{FilledArea, HLine, Legend, Line, LineStyle, Plot, Points};
 
 /// Width of the readout column.
 const READOUT_WIDTH: f32 = 300.0;
@@ -101,6 +101,8 @@ impl PlanView {
                 strips(ui, imagined, real, horizon, side);
                 ui.add_space(10.0);
                 probabilities(ui, shot);
+                ui.add_space(6.0);
+                spread(ui, shot);
             });
             ui.add_space(16.0);
             ui.vertical(|ui| {
@@ -219,6 +221,19 @@ fn probabilities(ui: &mut Ui, shot: &PlanShot) {
         .show(ui, |plot| {
             let constraint = series(&r.constraint_prob);
             let goal = series(&r.goal_prob);
+            if let Some(s) = band(r) {
+                let xs: Vec<f64> = (1..=s.constraint_min.len()).map(|k| k as f64).collect();
+                let wide = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+                plot.add(
+                    FilledArea::new(
+                        "constraint, min–max over particles",
+                        &xs,
+                        &wide(&s.constraint_min),
+                        &wide(&s.constraint_max),
+                    )
+                    .fill_color(VIOLATION.gamma_multiply(0.25)),
+                );
+            }
             plot.line(
                 Line::new("constraint (max over particles)", constraint.clone()).color(VIOLATION),
             );
@@ -235,6 +250,61 @@ fn probabilities(ui: &mut Ui, shot: &PlanShot) {
                     .color(GOAL.gamma_multiply(0.6))
                     .style(LineStyle::dashed_loose()),
             );
+        });
+}
+
+/// The record's spread when it covers every imagined step (older records have none).
+fn band(r: &crate::planner::PlanRecord) -> Option<&crate::planner::PlanSpread> {
+    r.spread.as_ref().filter(|s| {
+        let h = r.constraint_prob.len();
+        [
+            &s.constraint_min,
+            &s.constraint_max,
+            &s.particle_std,
+            &s.member_std,
+        ]
+        .iter()
+        .all(|v| v.len() == h)
+    })
+}
+
+/// How far the imagined latent spreads per step: over the plan's particles (the dynamics' own
+/// noise) and over the dynamics members (their disagreement from the same particles).
+fn spread(ui: &mut Ui, shot: &PlanShot) {
+    let Some(s) = band(&shot.record) else {
+        return;
+    };
+    let series = |p: &[f32]| -> Vec<[f64; 2]> {
+        p.iter()
+            .enumerate()
+            .map(|(k, &v)| [(k + 1) as f64, v as f64])
+            .collect()
+    };
+    ui.label(RichText::new("Spread of the imagined latent (std)").strong())
+        .on_hover_text(
+            "Particles: the std over the plan's particles, which share one dynamics member per \
+             step. Members: the std over the dynamics ensemble's predictions from the same \
+             particles, the models' disagreement. Both are root mean squares over the latent's \
+             dimensions.",
+        );
+    Plot::new("plan_spread")
+        .height(120.0)
+        .legend(Legend::default())
+        .include_y(0.0)
+        .include_x(0.5)
+        .include_x(s.particle_std.len() as f64 + 0.5)
+        .allow_zoom(false)
+        .allow_drag(false)
+        .allow_scroll(false)
+        .x_axis_label("step ahead")
+        .show(ui, |plot| {
+            for (name, v, color) in [
+                ("particles", &s.particle_std, PATH),
+                ("dynamics members", &s.member_std, HAZARD),
+            ] {
+                plot.line(Line::new(name, series(v)).color(color));
+                plot.points(Points::new("", series(v)).color(color).radius(3.0));
+            }
         });
 }
 
@@ -389,6 +459,47 @@ mod tests {
         assert_eq!(frames_after(done, 0, 3)[0], done.frames[1]);
         assert_eq!(frames_after(done, 2, 3).len(), 2);
         assert!(frames_after(done, 4, 3).is_empty());
+    }
+
+    #[test]
+    fn the_spread_is_shown_only_when_it_covers_every_step() {
+        let mut shot = testing::plan(0, 3, false);
+        let s = band(&shot.record).expect("the fixture has a spread");
+        assert_eq!(s.constraint_max, shot.record.constraint_prob);
+        shot.record.spread.as_mut().unwrap().member_std.pop();
+        assert!(band(&shot.record).is_none(), "a short series is not drawn");
+        shot.record.spread = None;
+        assert!(band(&shot.record).is_none());
+    }
+
+    #[test]
+    fn the_plan_view_labels_its_spread_plot() {
+        use egui_kittest::Harness;
+        use egui_kittest::kittest::Queryable as _;
+        for with_spread in [true, false] {
+            let mut state = testing::populated();
+            if !with_spread {
+                for episode in state.finished.iter_mut().chain(state.live.as_mut()) {
+                    for p in episode.plans.iter_mut().flatten() {
+                        std::sync::Arc::make_mut(p).record.spread = None;
+                    }
+                }
+            }
+            let mut h = Harness::builder()
+                .with_size([1100.0, 760.0])
+                .with_context_setup(crate::app::app::install_symbol_fallback)
+                .build_ui_state(
+                    move |ui, (view, selection): &mut (PlanView, Selection)| {
+                        view.ui(ui, &state, selection)
+                    },
+                    (PlanView::default(), Selection::default()),
+                );
+            h.run();
+            let found = h
+                .query_by_label_contains("Spread of the imagined latent")
+                .is_some();
+            assert_eq!(found, with_spread);
+        }
     }
 
     #[test]

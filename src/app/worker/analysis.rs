@@ -208,11 +208,14 @@ fn latents(job: &Job) -> Result<LatentSnapshot> {
 }
 
 /// The latent → marker-pixel map of `job`'s agent, from fresh demo episodes of every set (the
-/// frame after each step against the marker of the state it shows).
+/// frame after each step against the marker and objects of the state it shows; every fifth
+/// episode of a set held out).
 fn scene_probe(job: &Job) -> Result<Option<SceneProbe>> {
     let kind = job.kind;
     let env = kind.make(job.seed);
     let (mut frames, mut pixels): (Vec<Vec<u8>>, Vec<f64>) = (vec![], vec![]);
+    let mut episode = Vec::new();
+    let mut markers = 1;
     for set in kind.demo_sets() {
         for i in 0..SCENE_DEMOS_PER_SET.min(set.count) {
             let ep = demo_episode(kind, set, job.seed, i);
@@ -225,8 +228,12 @@ fn scene_probe(job: &Job) -> Result<Option<SceneProbe>> {
                     continue;
                 }
                 frames.push(ep.next_obs[t * n..(t + 1) * n].to_vec());
-                let m = env.marker(state);
-                pixels.extend([m[0] as f64, m[1] as f64]);
+                let objects = env.objects(state);
+                markers = 1 + objects.len();
+                for m in std::iter::once(env.marker(state)).chain(objects) {
+                    pixels.extend([m[0] as f64, m[1] as f64]);
+                }
+                episode.push(i);
             }
         }
     }
@@ -235,7 +242,7 @@ fn scene_probe(job: &Job) -> Result<Option<SceneProbe>> {
         .agent
         .encode_observations(&refs)
         .context("encoding demo frames for the scene probe")?;
-    Ok(SceneProbe::fit(&means, &pixels))
+    Ok(SceneProbe::fit(&means, &pixels, markers, &episode))
 }
 
 /// Latents of a few freshly collected demo episodes of every set (all labelled demo).
