@@ -47,6 +47,10 @@ pub struct TrainingData {
     pub rounds: Vec<RoundMetrics>,
     /// Mean cost of the demonstrators' episodes (reference line of the cost curve).
     pub demo_mean_cost: Option<f32>,
+    /// The VAE's latest reconstructions while it trains (and its last ones after).
+    pub reconstructions: Option<Arc<crate::train::phases::Reconstructions>>,
+    /// What the trained VAE's latents encode.
+    pub probe: Option<Arc<crate::model::probe::ProbeReport>>,
     /// Rounds of other runs to overlay (e.g. the ablations of `ls3 results`), by name.
     pub overlays: Vec<(String, Vec<RoundMetrics>)>,
     /// Variants of an opened sweep: per round, mean ± std over seeds, by name.

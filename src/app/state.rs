@@ -299,6 +299,8 @@ impl AppState {
             TrainingUpdate::Episode(e) => t.episodes.push(e),
             TrainingUpdate::Round(r) => t.rounds.push(r),
             TrainingUpdate::DemoMeanCost(c) => t.demo_mean_cost = Some(c),
+            TrainingUpdate::Reconstructions(r) => t.reconstructions = Some(r),
+            TrainingUpdate::Probe(p) => t.probe = Some(p),
             TrainingUpdate::Overlay { name, rounds } => {
                 t.overlays.retain(|(n, _)| *n != name);
                 t.overlays.push((name, rounds));

@@ -151,7 +151,7 @@ impl RunView {
             ),
             Event::Checkpoint(p) => println!("checkpoint: {}", p.display()),
             Event::Probe(r) => println!("VAE {}", r.summary()),
-            Event::Loss { .. } | Event::Log(_) => {}
+            Event::Loss { .. } | Event::Log(_) | Event::VaeReconstructions(_) => {}
         }
     }
 

@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod classifier;
 pub mod conv;
 pub mod dynamics;
+pub mod frames;
 pub mod init;
 pub mod mlp;
 pub mod probe;

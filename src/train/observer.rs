@@ -34,6 +34,8 @@ pub enum Event {
     RoundFinished(RoundMetrics),
     /// A checkpoint folder was written.
     Checkpoint(PathBuf),
+    /// A VAE chunk finished: a few demo frames and what the VAE now makes of them.
+    VaeReconstructions(std::sync::Arc<super::phases::Reconstructions>),
     /// The VAE finished training: what its latents encode (also in the run's `probe.json`).
     Probe(Box<crate::model::probe::ProbeReport>),
     /// A line for the log (also written to the run's `log.txt`).

@@ -7,8 +7,9 @@ use crate::data::dataset::read_set;
 use crate::data::episode::Episode;
 use crate::data::images::{ImagePool, image_tensor, to_unit};
 use crate::data::replay::LatentReplay;
-use crate::env::EnvKind;
+use crate::env::{EnvKind, FRAME_LEN, Frame};
 use crate::model::agent::{Agent, ModuleKind};
+use crate::model::frames::decode_frames;
 use crate::model::rng::TensorRng;
 use crate::run::{CsvLog, RunDir, save_grid_png};
 use anyhow::{Context, Result, bail};
@@ -106,6 +107,40 @@ pub fn write_vae_grids(
         n,
     )?;
     Ok(())
+}
+
+/// A few demo frames beside what the VAE makes of them (the newest frame of stacks).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reconstructions {
+    /// VAE iterations trained so far.
+    pub iteration: u64,
+    pub originals: Vec<Frame>,
+    /// Each original encoded to its latent mean and decoded.
+    pub decoded: Vec<Frame>,
+}
+
+/// Reconstructs `n` images spread evenly over `pool` (the same ones every time, so successive
+/// calls show the VAE improving on fixed examples).
+pub fn reconstructions(
+    agent: &Agent,
+    pool: &ImagePool,
+    n: usize,
+    iteration: u64,
+) -> Result<Reconstructions> {
+    let n = pool.len().min(n);
+    let step = pool.len() / n.max(1);
+    let images: Vec<&[u8]> = (0..n).map(|k| pool.image(k * step)).collect();
+    let (means, _) = agent.encode_observations(&images)?;
+    let latents: Vec<Vec<f32>> = means
+        .chunks_exact(agent.spec.latent)
+        .map(<[f32]>::to_vec)
+        .collect();
+    let newest = |b: &[u8]| Frame(b[b.len() - FRAME_LEN..].to_vec());
+    Ok(Reconstructions {
+        iteration,
+        originals: images.iter().map(|b| newest(b)).collect(),
+        decoded: decode_frames(agent, &latents)?,
+    })
 }
 
 /// When the VAE phase writes its PNG grids of reconstructions and samples.

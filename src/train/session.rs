@@ -7,7 +7,7 @@
 use super::actor::Actor;
 use super::metrics::{EpisodeSummary, MetricsLog, RoundMetrics};
 use super::observer::{Event, Observer};
-use super::phases::{PhaseProgress, load_demos, write_vae_grids};
+use super::phases::{PhaseProgress, load_demos, reconstructions, write_vae_grids};
 use super::run_state::{Layout, RunConfig, RunState, read_json};
 use super::{ChunkReport, Trainer};
 use crate::config::{Config, Preset, Valid, Validate};
@@ -41,6 +41,8 @@ const VAE_CHUNK: usize = 25;
 const MODULE_CHUNK: usize = 50;
 /// VAE reconstruction grids every this many iterations.
 const PNG_EVERY: usize = 500;
+/// Demo frames reconstructed after every VAE chunk for watchers.
+const RECONSTRUCTIONS: usize = 8;
 
 /// How to start a new run.
 #[derive(Clone, Debug)]
@@ -631,6 +633,9 @@ impl Session {
         let done = done + n;
         if let Some(r) = report {
             self.chunk_done(&r, done, total, obs)?;
+            let shot = reconstructions(&self.agent, &pool, RECONSTRUCTIONS, r.iteration)
+                .context("reconstructing demo frames")?;
+            obs.event(Event::VaeReconstructions(std::sync::Arc::new(shot)));
             if done == total || done.is_multiple_of(PNG_EVERY) {
                 let run = self.run_dir();
                 write_vae_grids(&self.agent, &pool, &run, r.iteration, &mut self.grid_rng)?;

@@ -80,6 +80,7 @@ pub struct EpisodeView {
     texture: Option<TextureHandle>,
     uploaded: Option<(u64, usize)>,
     gif: GifExport,
+    learning: super::learning::LearningView,
     /// What of the planner's search the last frame built drew over the frame.
     pub drawn: SearchDrawn,
 }
@@ -104,7 +105,9 @@ impl EpisodeView {
         self.drawn = SearchDrawn::default();
         selection.forget_missing(state);
         let Some((episode, frame)) = selection.resolve(state) else {
-            ui.centered_and_justified(|ui| ui.label("Waiting for the first episode…"));
+            if !self.learning.ui(ui, &state.analysis.training) {
+                ui.centered_and_justified(|ui| ui.label("Waiting for the first episode…"));
+            }
             return;
         };
         let live = selection.episode.is_none();

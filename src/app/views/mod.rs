@@ -8,6 +8,7 @@ pub mod episode_list;
 mod heatmap_gpu;
 pub mod heatmaps;
 pub mod latents;
+pub mod learning;
 pub mod plan;
 
 use crate::app::state::AppState;

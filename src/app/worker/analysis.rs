@@ -4,13 +4,13 @@
 
 use super::{Event, Repaint, Worker};
 use crate::analysis::heatmap;
-use crate::analysis::imagine::decode_frames;
 use crate::analysis::pca::Pca;
 use crate::app::data::{HeatmapSnapshot, LatentLabel, LatentSnapshot, SceneProbe};
 use crate::data::collect::demo_episode;
 use crate::data::replay::LatentReplay;
 use crate::env::EnvKind;
 use crate::model::agent::Agent;
+use crate::model::frames::decode_frames;
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Sender};
 use std::panic::{AssertUnwindSafe, catch_unwind};

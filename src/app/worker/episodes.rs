@@ -6,10 +6,10 @@ use super::{
     AGENT_NAME, EpisodeEnd, EpisodeStart, Event, LoadedAgent, StepEvent, Worker, WorkerState,
     panic_message,
 };
-use crate::analysis::imagine::decode_frames;
 use crate::app::data::PlanShot;
 use crate::data::player::{DemoPolicy, Player};
 use crate::model::agent::Agent;
+use crate::model::frames::decode_frames;
 use crate::planner::PlannerConfig;
 use crate::seed::derive;
 use crate::train::Actor;

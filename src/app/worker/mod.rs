@@ -204,6 +204,10 @@ pub enum TrainingUpdate {
     Round(RoundMetrics),
     /// The demonstrators' mean cost, once the demos are loaded.
     DemoMeanCost(f32),
+    /// The VAE's latest reconstructions of a few demo frames (after every chunk while it trains).
+    Reconstructions(Arc<crate::train::phases::Reconstructions>),
+    /// The trained VAE's linear probe.
+    Probe(Arc<crate::model::probe::ProbeReport>),
     /// Rounds of another run to overlay on the curves (e.g. an ablation).
     Overlay {
         name: String,

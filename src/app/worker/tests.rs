@@ -329,12 +329,14 @@ fn tiny_planner() -> PlannerConfig {
     }
 }
 
+/// A worker for training runs in `runs`: 3 demos per set (the VAE probe holds out every fifth
+/// episode, so it needs at least five).
 fn training_worker(runs: &std::path::Path, heatmap_cells: usize) -> WorkerHandle {
     let options = WorkerOptions {
         seed: 5,
         steps_per_second: 10_000.0,
         runs_dir: Some(runs.to_path_buf()),
-        demo_limit: Some(2),
+        demo_limit: Some(3),
         heatmap_cells,
         ..WorkerOptions::default()
     };
@@ -405,6 +407,25 @@ fn train_from_scratch_reports_every_phase_shows_its_episodes_and_analyses_the_ag
     );
     let has = |f: fn(&TrainingUpdate) -> bool| updates.iter().any(|u| f(u));
     assert!(has(|u| matches!(u, TrainingUpdate::Loss { .. })));
+    // What the VAE makes of a few demo frames after every chunk, then its probe.
+    let recons: Vec<_> = updates
+        .iter()
+        .filter_map(|u| match u {
+            TrainingUpdate::Reconstructions(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert!(!recons.is_empty(), "no reconstructions");
+    assert!(recons.windows(2).all(|w| w[0].iteration < w[1].iteration));
+    for r in &recons {
+        assert_eq!((r.originals.len(), r.decoded.len()), (8, 8));
+        assert!(r.decoded.iter().all(|f| f.0.len() == crate::env::FRAME_LEN));
+    }
+    assert!(
+        has(|u| matches!(u, TrainingUpdate::Probe(p) if p.quantities.len() == 2)),
+        "{}",
+        std::fs::read_to_string(run_dir.join("log.txt")).unwrap_or_default()
+    );
     assert!(has(
         |u| matches!(u, TrainingUpdate::DemoMeanCost(c) if c.is_finite())
     ));

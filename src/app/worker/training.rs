@@ -9,9 +9,9 @@ use super::{
     EpisodeEnd, EpisodeStart, Event, StepEvent, TRAINING_AGENT_NAME, TrainingUpdate, Worker,
     WorkerState, panic_message,
 };
-use crate::analysis::imagine::decode_frames;
 use crate::app::data::{JobProgress, PlanShot};
-use crate::model::agent::Agent;
+use crate::model::agent::{Agent, ModuleKind};
+use crate::model::frames::decode_frames;
 use crate::train::observer::Event as SessionEvent;
 use crate::train::phases::PhaseProgress;
 use crate::train::{Session, SessionOptions};
@@ -31,7 +31,12 @@ pub(super) struct Training {
     /// The agent episode in progress and its steps so far.
     episode: u64,
     t: usize,
+    /// When the last analysis was asked for during the initial module training.
+    analysed: Option<Instant>,
 }
+
+/// How often the heatmaps refresh while the latent modules' initial training runs.
+const ANALYSIS_EVERY: Duration = Duration::from_secs(20);
 
 /// What one training step asks of the worker.
 #[derive(Default)]
@@ -53,6 +58,7 @@ impl Training {
             demo_transitions: None,
             episode: 0,
             t: 0,
+            analysed: None,
         }
     }
 
@@ -97,11 +103,25 @@ impl Training {
                 module,
                 iteration,
                 loss,
-            } => out.push(Event::Training(TrainingUpdate::Loss {
-                module,
-                iteration,
-                loss,
-            })),
+            } => {
+                out.push(Event::Training(TrainingUpdate::Loss {
+                    module,
+                    iteration,
+                    loss,
+                }));
+                // The heatmaps follow the initial training of the latent modules as it goes.
+                let initial = module != ModuleKind::Vae && !self.session.state().offline_done;
+                if initial && self.analysed.is_none_or(|t| t.elapsed() >= ANALYSIS_EVERY) {
+                    self.analysed = Some(Instant::now());
+                    report.analysis = Some(self.analysis_request()?);
+                }
+            }
+            SessionEvent::VaeReconstructions(r) => {
+                out.push(Event::Training(TrainingUpdate::Reconstructions(r)));
+            }
+            SessionEvent::Probe(p) => {
+                out.push(Event::Training(TrainingUpdate::Probe(Arc::from(p))));
+            }
             SessionEvent::EpisodeStarted {
                 index,
                 start_state,
@@ -158,22 +178,28 @@ impl Training {
             }
             SessionEvent::Checkpoint(_) if self.session.state().offline_done => {
                 // After the initial training (round 0) and after every round's update.
-                let replay = self.session.replay();
-                let demos = *self.demo_transitions.get_or_insert(replay.inserted());
-                let agent = self
-                    .session
-                    .agent()
-                    .deep_copy()
-                    .context("copying the agent for the analysis")?;
-                report.analysis = Some((
-                    Arc::new(agent),
-                    self.session.env().state(),
-                    LatentPoints::from_replay(replay, demos),
-                ));
+                report.analysis = Some(self.analysis_request()?);
             }
-            SessionEvent::Checkpoint(_) | SessionEvent::Log(_) | SessionEvent::Probe(_) => {}
+            SessionEvent::Checkpoint(_) | SessionEvent::Log(_) => {}
         }
         Ok(())
+    }
+
+    /// A copy of the agent, the state to centre the heatmaps on and the replay's latents (the
+    /// demos' transitions are those in the replay before the first agent episode).
+    fn analysis_request(&mut self) -> Result<(Arc<Agent>, Vec<f64>, LatentPoints)> {
+        let replay = self.session.replay();
+        let demos = *self.demo_transitions.get_or_insert(replay.inserted());
+        let agent = self
+            .session
+            .agent()
+            .deep_copy()
+            .context("copying the agent for the analysis")?;
+        Ok((
+            Arc::new(agent),
+            self.session.env().state(),
+            LatentPoints::from_replay(replay, demos),
+        ))
     }
 
     /// Where the session stands when its step reported no progress itself (agent episodes,

@@ -1,5 +1,5 @@
 //! Latents back to pictures: the VAE decoder's output as displayable frames (the plan view's
-//! imagined trajectory, the latent view's thumbnails).
+//! imagined trajectory, the latent view's thumbnails, the VAE's reconstructions while it trains).
 
 use crate::env::{Frame, IMAGE_SIZE};
 use crate::model::agent::Agent;
