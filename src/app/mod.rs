@@ -53,6 +53,8 @@ pub struct AppOptions {
     pub config: Option<PathBuf>,
     /// With `train` and `screenshot`: capture after this many rounds instead of `after_steps`.
     pub after_rounds: Option<u64>,
+    /// With `train` and `screenshot`: capture once the VAE has trained this many iterations.
+    pub after_vae: Option<u64>,
     /// A run, results or sweep folder to open at launch (curves overlaid).
     pub open: Option<PathBuf>,
     /// Print a responsiveness report to stderr when the window closes.
@@ -90,7 +92,8 @@ pub fn run(options: AppOptions) -> Result<()> {
         .clone()
         .map(|path| screenshot::ScreenshotJob::new(path, options.after_steps, outcome.clone()))
         .map(|job| job.for_view(options.view.unwrap_or_default()))
-        .map(|job| job.after_rounds(options.after_rounds));
+        .map(|job| job.after_rounds(options.after_rounds))
+        .map(|job| job.after_vae(options.after_vae));
     let capturing = job.is_some();
     let native = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()

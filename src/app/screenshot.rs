@@ -36,6 +36,8 @@ pub struct ScreenshotJob {
     after_steps: u64,
     /// Capture after this many training rounds instead (the worker keeps training meanwhile).
     after_rounds: Option<u64>,
+    /// Capture once the VAE has trained this many iterations instead.
+    after_vae: Option<u64>,
     view: Tab,
     /// When the steps had been played (the wait for the view's data starts there).
     reached: Option<Instant>,
@@ -54,6 +56,7 @@ impl ScreenshotJob {
             path,
             after_steps,
             after_rounds: None,
+            after_vae: None,
             view: Tab::Episode,
             reached: None,
             phase: Phase::Playing,
@@ -76,9 +79,15 @@ impl ScreenshotJob {
         self
     }
 
-    /// Steps to play before the capture; `None` when the capture waits for training rounds.
+    /// Captures once the VAE of a training run has trained `iterations` (when given).
+    pub fn after_vae(mut self, iterations: Option<u64>) -> Self {
+        self.after_vae = iterations;
+        self
+    }
+
+    /// Steps to play before the capture; `None` when the capture waits for training.
     pub fn after_steps(&self) -> Option<u64> {
-        self.after_rounds.is_none().then_some(self.after_steps)
+        (self.after_rounds.is_none() && self.after_vae.is_none()).then_some(self.after_steps)
     }
 
     /// Advances the job by one frame.
@@ -89,9 +98,15 @@ impl ScreenshotJob {
         }
         match self.phase {
             Phase::Playing => {
-                let reached = match self.after_rounds {
-                    Some(n) => state.analysis.training.rounds.len() as u64 >= n,
-                    None => {
+                let training = &state.analysis.training;
+                let vae_done = |n| {
+                    let r = training.reconstructions.as_ref();
+                    r.is_some_and(|r| r.iteration >= n)
+                };
+                let reached = match (self.after_rounds, self.after_vae) {
+                    (Some(n), _) => training.rounds.len() as u64 >= n,
+                    (None, Some(n)) => vae_done(n),
+                    (None, None) => {
                         state.total_steps >= self.after_steps
                             && state.worker == WorkerState::Paused
                             && state.live.is_some()
@@ -184,6 +199,14 @@ fn save_png(path: &Path, image: &ColorImage) -> Result<()> {
 mod tests {
     use super::*;
     use crate::app::testing;
+
+    #[test]
+    fn waiting_for_training_plays_no_fixed_step_count() {
+        let job = |_| ScreenshotJob::new("x.png".into(), 160, Outcome::default());
+        assert_eq!(job(()).after_steps(), Some(160));
+        assert_eq!(job(()).after_rounds(Some(2)).after_steps(), None);
+        assert_eq!(job(()).after_vae(Some(500)).after_steps(), None);
+    }
 
     #[test]
     fn each_view_waits_for_its_own_data() {

@@ -46,8 +46,12 @@ pub struct AppArgs {
     pub config: Option<PathBuf>,
     /// With --train and --screenshot: capture once this many training rounds are done
     /// (instead of after --after-steps steps).
-    #[arg(long, requires_all = ["train", "screenshot"])]
+    #[arg(long, requires_all = ["train", "screenshot"], conflicts_with = "after_vae")]
     pub after_rounds: Option<u64>,
+    /// With --train and --screenshot: capture once the VAE has trained this many iterations
+    /// (the episode view then shows its reconstructions).
+    #[arg(long, value_name = "ITERATIONS", requires_all = ["train", "screenshot"])]
+    pub after_vae: Option<u64>,
     /// A run, `ls3 results` or `ls3 sweep` folder to open at launch, as *Open run…* does: its
     /// per-round curves (a sweep: each variant's mean ± std over seeds) in the curves view.
     #[arg(long, value_name = "DIR")]
@@ -72,6 +76,7 @@ pub fn open(args: AppArgs) -> Result<()> {
         train: args.train,
         config: args.config,
         after_rounds: args.after_rounds,
+        after_vae: args.after_vae,
         open: args.open,
         report: args.report,
     })
