@@ -5,7 +5,7 @@
 use crate::analysis::heatmap::Heatmaps;
 use crate::env::Frame;
 use crate::model::agent::ModuleKind;
-use crate::model::probe::{LinearProbe, r_squared};
+use crate::model::probe::LinearProbe;
 use crate::planner::PlanRecord;
 use crate::train::metrics::{EpisodeSummary, RoundMetrics};
 use std::path::PathBuf;
@@ -201,6 +201,10 @@ impl SceneProbe {
     /// (whole episodes held out, so neighbouring frames do not flatter the score); `None` with
     /// fewer than 10 pairs or no pair on either side. `latents` is `[n][latent]`, `pixels`
     /// `[n][markers][2]` (the path marker first), `episode` `[n]`.
+    ///
+    /// The score is 1 − (held-out mean squared error) / (variance over all pairs): a few held-out
+    /// episodes can span a narrow range of a coordinate, and their own variance would then turn
+    /// a small error into a large negative R².
     pub fn fit(latents: &[f32], pixels: &[f64], markers: usize, episode: &[usize]) -> Option<Self> {
         let width = 2 * markers.max(1);
         let n = episode.len();
@@ -226,7 +230,20 @@ impl SceneProbe {
         }
         let probe = LinearProbe::fit(&fx, &fy, width);
         let pred: Vec<f64> = hx.chunks(l).flat_map(|z| probe.predict(z)).collect();
-        let r2 = r_squared(&pred, &hy, width);
+        let held_n = hy.len() / width;
+        let r2: Vec<f64> = (0..width)
+            .map(|o| {
+                let column =
+                    |v: &[f64]| v.iter().skip(o).step_by(width).copied().collect::<Vec<_>>();
+                let all = column(pixels);
+                let mean = all.iter().sum::<f64>() / n as f64;
+                let var = all.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64;
+                let (p, t) = (column(&pred), column(&hy));
+                let mse =
+                    p.iter().zip(&t).map(|(a, b)| (a - b).powi(2)).sum::<f64>() / held_n as f64;
+                1.0 - mse / var.max(1e-12)
+            })
+            .collect();
         let pairs: Vec<[f64; 2]> = r2.chunks_exact(2).map(|p| [p[0], p[1]]).collect();
         Some(Self {
             probe,
@@ -288,6 +305,30 @@ mod scene_probe_tests {
             panic!("one object")
         };
         assert!((x - 6.0).abs() < 0.01 && (y - 4.0).abs() < 0.01, "{x} {y}");
+    }
+
+    #[test]
+    fn a_held_out_episode_of_narrow_range_is_scored_against_the_whole_spread() {
+        // x = z₀ + a small wobble; episodes 0–3 sweep x over 0..40, episode 4 stays near 20.
+        let (mut latents, mut pixels, mut episode) = (vec![], vec![], vec![]);
+        for e in 0..5 {
+            for t in 0..20 {
+                let x = if e == 4 {
+                    20.0 + 0.1 * t as f64
+                } else {
+                    2.0 * t as f64
+                };
+                let wobble = if t % 2 == 0 { 0.3 } else { -0.3 };
+                let mut z = vec![0.0; crate::model::LATENT];
+                z[0] = x as f32;
+                latents.extend(z);
+                pixels.extend([x + wobble, 1.0 + wobble]);
+                episode.push(e);
+            }
+        }
+        let probe = super::SceneProbe::fit(&latents, &pixels, 1, &episode).expect("fits");
+        // Error ≈ the wobble (0.3) against x's spread over all episodes (std ≈ 11): R² ≈ 1.
+        assert!(probe.r2[0] > 0.99, "{:?}", probe.r2);
     }
 
     #[test]

@@ -23,7 +23,7 @@ const MAX_THUMBNAILS: usize = 200;
 /// Episodes per demo set collected for an agent without a replay buffer.
 const DEMOS_PER_SET: usize = 2;
 /// Demo episodes per set the scene probe is fitted on.
-const SCENE_DEMOS_PER_SET: usize = 6;
+const SCENE_DEMOS_PER_SET: usize = 10;
 
 /// Labelled latents, row after row.
 #[derive(Clone, Debug, Default)]
