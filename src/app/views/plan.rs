@@ -287,10 +287,19 @@ fn spread(ui: &mut Ui, shot: &PlanShot) {
              particles, the models' disagreement. Both are root mean squares over the latent's \
              dimensions.",
         );
+    let top = s
+        .particle_std
+        .iter()
+        .chain(&s.member_std)
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(0.0f32, f32::max);
     Plot::new("plan_spread")
         .height(120.0)
         .legend(Legend::default())
         .include_y(0.0)
+        // Head room for the legend above the lines.
+        .include_y(top as f64 * 1.7)
         .include_x(0.5)
         .include_x(s.particle_std.len() as f64 + 0.5)
         .allow_zoom(false)
