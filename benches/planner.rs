@@ -90,6 +90,20 @@ fn main() {
         std::hint::black_box(fresh.plan(&agent, &z0, &cfg).expect("plan"));
     });
 
+    // The chosen plan's spread (part of every call above): its particles imagined again with
+    // the search's members and noise, and every dynamics member's prediction from them.
+    for (population, particles) in [(1000, 20), (500, 5)] {
+        let cfg = PlannerConfig {
+            population,
+            particles,
+            ..PlannerConfig::default()
+        };
+        let j = job(&cfg, 3);
+        time(&format!("spread of one plan, {particles} particles"), 31, || {
+            std::hint::black_box(ls3::planner::spread::imagine(&agent, &j, 0).expect("spread"));
+        });
+    }
+
     if !device.is_cpu() || std::env::args().any(|a| a == "--plan-only") {
         return;
     }

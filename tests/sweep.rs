@@ -72,11 +72,20 @@ fn status_of(run: &Path) -> Option<bool> {
 
 /// Starts `ls3 sweep local --jobs 1` in its own process group, waits until run 0
 /// (`navigation-none-s0`) has finished and another run folder holds its configuration, then
-/// sends SIGINT to the whole group. Returns run 0's file times at that moment and the folder of
-/// the run that was under way.
+/// sends SIGINT to the whole group (with SIGINT's default action, as under a terminal's
+/// Ctrl-C, even where the test itself runs with SIGINT ignored). Returns run 0's file times at
+/// that moment and the folder of the run that was under way.
 fn interrupt_after_first_run(sweep: &Path) -> (Vec<(PathBuf, SystemTime)>, PathBuf) {
     use std::os::unix::process::CommandExt;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ls3"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ls3"));
+    // SAFETY: `signal` is async-signal-safe, and nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut child = command
         .args(["sweep", "local", sweep.to_str().unwrap(), "--jobs", "1"])
         .env_remove("SLURM_ARRAY_TASK_ID")
         .env_remove("JOB_COMPLETION_INDEX")
