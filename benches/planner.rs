@@ -99,9 +99,13 @@ fn main() {
             ..PlannerConfig::default()
         };
         let j = job(&cfg, 3);
-        time(&format!("spread of one plan, {particles} particles"), 31, || {
-            std::hint::black_box(ls3::planner::spread::imagine(&agent, &j, 0).expect("spread"));
-        });
+        time(
+            &format!("spread of one plan, {particles} particles"),
+            31,
+            || {
+                std::hint::black_box(ls3::planner::spread::imagine(&agent, &j, 0).expect("spread"));
+            },
+        );
     }
 
     if !device.is_cpu() || std::env::args().any(|a| a == "--plan-only") {
