@@ -615,17 +615,11 @@ mod tests {
         assert_eq!(sel, Selection::default());
     }
 
-    #[test]
-    fn the_live_search_is_drawn_in_the_scene_only_with_the_toggle_on() {
-        use egui_kittest::Harness;
-        use egui_kittest::kittest::Queryable as _;
-        let mut state = crate::app::testing::populated();
-        state.last_candidates = Some(std::sync::Arc::new(crate::app::testing::search(5, 3)));
-        let probe = std::sync::Arc::new(crate::app::testing::scene_probe());
-        state.scene_probes.insert(EnvKind::Navigation, probe);
-        let finished = state.finished[0].uid;
-        type Shown = (EpisodeView, Selection, [bool; 2]);
-        let mut h = Harness::builder()
+    type Shown = (EpisodeView, Selection, [bool; 2]);
+
+    /// The episode view of `state`, live, with the overlay and the plans on.
+    fn search_harness(state: AppState) -> egui_kittest::Harness<'static, Shown> {
+        egui_kittest::Harness::builder()
             .with_size([1000.0, 700.0])
             .with_context_setup(crate::app::app::install_symbol_fallback)
             .build_ui_state(
@@ -634,7 +628,18 @@ mod tests {
                     view.ui(ui, &state, selection, toggles);
                 },
                 (EpisodeView::default(), Selection::default(), [true, true]),
-            );
+            )
+    }
+
+    #[test]
+    fn the_live_search_is_drawn_in_the_scene_only_with_the_toggle_on() {
+        use egui_kittest::kittest::Queryable as _;
+        let mut state = crate::app::testing::populated();
+        state.last_candidates = Some(std::sync::Arc::new(crate::app::testing::search(5, 3)));
+        let probe = std::sync::Arc::new(crate::app::testing::scene_probe());
+        state.scene_probes.insert(EnvKind::Navigation, probe);
+        let finished = state.finished[0].uid;
+        let mut h = search_harness(state);
         h.run();
         // 5 elites and the best plan, with its 4 particles; navigation has no further objects.
         let drawn = SearchDrawn {
@@ -657,7 +662,6 @@ mod tests {
 
     #[test]
     fn a_probe_with_objects_draws_them_where_the_plan_leaves_them() {
-        use egui_kittest::Harness;
         use egui_kittest::kittest::Queryable as _;
         let mut state = crate::app::testing::populated();
         state.last_candidates = Some(std::sync::Arc::new(crate::app::testing::search(2, 3)));
@@ -665,17 +669,7 @@ mod tests {
         state
             .scene_probes
             .insert(EnvKind::Navigation, std::sync::Arc::new(probe));
-        type Shown = (EpisodeView, Selection, [bool; 2]);
-        let mut h = Harness::builder()
-            .with_size([1000.0, 700.0])
-            .with_context_setup(crate::app::app::install_symbol_fallback)
-            .build_ui_state(
-                move |ui, (view, selection, [overlay, plans]): &mut Shown| {
-                    let toggles = SceneToggles { overlay, plans };
-                    view.ui(ui, &state, selection, toggles);
-                },
-                (EpisodeView::default(), Selection::default(), [true, true]),
-            );
+        let mut h = search_harness(state);
         h.run();
         assert_eq!(h.state().0.drawn.objects, 3);
         h.get_by_label_contains("blocks ≥ 1.00");

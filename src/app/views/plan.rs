@@ -197,15 +197,17 @@ fn strips(
     }
 }
 
+/// Per-step values as plot points at steps ahead 1, 2, ….
+fn series(p: &[f32]) -> Vec<[f64; 2]> {
+    p.iter()
+        .enumerate()
+        .map(|(k, &v)| [(k + 1) as f64, v as f64])
+        .collect()
+}
+
 /// Constraint and goal probability per imagined step, with the thresholds the planner applied.
 fn probabilities(ui: &mut Ui, shot: &PlanShot) {
     let r = &shot.record;
-    let series = |p: &[f32]| -> Vec<[f64; 2]> {
-        p.iter()
-            .enumerate()
-            .map(|(k, &v)| [(k + 1) as f64, v as f64])
-            .collect()
-    };
     ui.label(RichText::new("Per imagined step").strong());
     Plot::new("plan_probabilities")
         .height(170.0)
@@ -273,12 +275,6 @@ fn band(r: &crate::planner::PlanRecord) -> Option<&crate::planner::PlanSpread> {
 fn spread(ui: &mut Ui, shot: &PlanShot) {
     let Some(s) = band(&shot.record) else {
         return;
-    };
-    let series = |p: &[f32]| -> Vec<[f64; 2]> {
-        p.iter()
-            .enumerate()
-            .map(|(k, &v)| [(k + 1) as f64, v as f64])
-            .collect()
     };
     ui.label(RichText::new("Spread of the imagined latent (std)").strong())
         .on_hover_text(
