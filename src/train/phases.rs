@@ -5,7 +5,7 @@
 use super::{ChunkReport, Trainer};
 use crate::data::dataset::read_set;
 use crate::data::episode::Episode;
-use crate::data::images::{ImagePool, image_tensor, to_unit};
+use crate::data::images::{ImagePool, to_unit};
 use crate::data::replay::LatentReplay;
 use crate::env::{EnvKind, FRAME_LEN, Frame};
 use crate::model::agent::{Agent, ModuleKind};
@@ -65,37 +65,24 @@ pub fn load_demos(data: &Path, env: EnvKind) -> Result<(Vec<Episode>, Vec<String
     Ok((episodes, found))
 }
 
-/// Writes `<run>/vae_recon_<iter>.png` (originals above their reconstructions) and
-/// `<run>/vae_samples_<iter>.png` (decoded prior samples), showing the newest frame of stacks.
+/// Writes `<run>/vae_recon_<iter>.png` (the originals of `shown` above their reconstructions)
+/// and `<run>/vae_samples_<iter>.png` (as many decoded prior samples), the newest frame of stacks.
 pub fn write_vae_grids(
     agent: &Agent,
-    pool: &ImagePool,
+    shown: &Reconstructions,
     run: &RunDir,
-    iteration: u64,
     rng: &mut TensorRng,
 ) -> Result<()> {
-    let n = pool.len().min(8);
+    let n = shown.originals.len();
     if n == 0 {
         return Ok(());
     }
-    let c = pool.channels();
-    let step = pool.len() / n;
-    let mut pixels = Vec::with_capacity(n * pool.image_len());
-    for k in 0..n {
-        pixels.extend(to_unit(pool.image(k * step)));
-    }
-    let x = image_tensor(pixels, c, &agent.device)?;
-    let (mean, _) = agent.vae.encode_dist(&x)?;
-    let recon = agent.vae.decode(&mean)?;
-    let samples = agent
-        .vae
-        .decode(&rng.normal((n, agent.spec.latent), &agent.device)?)?;
-    let newest = |t: &candle_core::Tensor| -> Result<Vec<Vec<f32>>> {
-        let t = t.narrow(1, c - 3, 3)?.flatten_from(1)?.to_vec2::<f32>()?;
-        Ok(t)
-    };
-    let mut grid = newest(&x)?;
-    grid.extend(newest(&recon)?);
+    let z = rng.normal((n, agent.spec.latent), &agent.device)?;
+    let samples = decode_frames(agent, &z.to_vec2::<f32>()?)?;
+    let unit = |frames: &[Frame]| frames.iter().map(|f| to_unit(&f.0)).collect::<Vec<_>>();
+    let mut grid = unit(&shown.originals);
+    grid.extend(unit(&shown.decoded));
+    let iteration = shown.iteration;
     save_grid_png(
         &run.path.join(format!("vae_recon_{iteration:06}.png")),
         &grid,
@@ -103,11 +90,13 @@ pub fn write_vae_grids(
     )?;
     save_grid_png(
         &run.path.join(format!("vae_samples_{iteration:06}.png")),
-        &newest(&samples)?,
+        &unit(&samples),
         n,
-    )?;
-    Ok(())
+    )
 }
+
+/// Demo frames in a PNG grid (and prior samples beside them).
+pub const GRID_FRAMES: usize = 8;
 
 /// A few demo frames beside what the VAE makes of them (the newest frame of stacks).
 #[derive(Clone, Debug, PartialEq)]
@@ -174,7 +163,8 @@ pub fn train_vae(
         }
         let logged = csv.row(&[r.iteration.to_string(), r.mean_loss.to_string()]);
         let grids = if r.done == r.total || (png_every > 0 && r.done.is_multiple_of(png_every)) {
-            write_vae_grids(agent, pool, run, r.iteration, &mut rng)
+            reconstructions(agent, pool, GRID_FRAMES, r.iteration)
+                .and_then(|shown| write_vae_grids(agent, &shown, run, &mut rng))
         } else {
             Ok(())
         };

@@ -7,7 +7,7 @@
 use super::actor::Actor;
 use super::metrics::{EpisodeSummary, MetricsLog, RoundMetrics};
 use super::observer::{Event, Observer};
-use super::phases::{PhaseProgress, load_demos, reconstructions, write_vae_grids};
+use super::phases::{GRID_FRAMES, PhaseProgress, load_demos, reconstructions, write_vae_grids};
 use super::run_state::{Layout, RunConfig, RunState, read_json};
 use super::{ChunkReport, Trainer};
 use crate::config::{Config, Preset, Valid, Validate};
@@ -41,8 +41,6 @@ const VAE_CHUNK: usize = 25;
 const MODULE_CHUNK: usize = 50;
 /// VAE reconstruction grids every this many iterations.
 const PNG_EVERY: usize = 500;
-/// Demo frames reconstructed after every VAE chunk for watchers.
-const RECONSTRUCTIONS: usize = 8;
 
 /// How to start a new run.
 #[derive(Clone, Debug)]
@@ -633,13 +631,14 @@ impl Session {
         let done = done + n;
         if let Some(r) = report {
             self.chunk_done(&r, done, total, obs)?;
-            let shot = reconstructions(&self.agent, &pool, RECONSTRUCTIONS, r.iteration)
+            // The same frames feed watchers after every chunk and the PNG grids now and then.
+            let shot = reconstructions(&self.agent, &pool, GRID_FRAMES, r.iteration)
                 .context("reconstructing demo frames")?;
-            obs.event(Event::VaeReconstructions(std::sync::Arc::new(shot)));
             if done == total || done.is_multiple_of(PNG_EVERY) {
                 let run = self.run_dir();
-                write_vae_grids(&self.agent, &pool, &run, r.iteration, &mut self.grid_rng)?;
+                write_vae_grids(&self.agent, &shot, &run, &mut self.grid_rng)?;
             }
+            obs.event(Event::VaeReconstructions(std::sync::Arc::new(shot)));
         }
         if done < total {
             return Ok(Stage::Vae { pool, done, total });
