@@ -169,6 +169,11 @@ pub struct SafeSetConfig {
     pub target_every: usize,
     pub init_iters: usize,
     pub update_iters: usize,
+    /// Std of extra Gaussian noise added to the latent z the safe set is trained on, as a
+    /// fraction of each latent dimension's spread over the buffer (0 = the original: only the
+    /// encoder's own σ·ε). Widens the learnt set around the demonstrated paths where the VAE's
+    /// σ is small.
+    pub smoothing: f32,
 }
 
 /// The value function (ensemble) over on-policy transitions.
@@ -286,6 +291,7 @@ impl Config {
                 target_every: 100,
                 init_iters: init,
                 update_iters: 512,
+                smoothing: 0.0,
             },
             value: ValueConfig {
                 lr: 1e-4,
@@ -547,6 +553,13 @@ impl Validate for Config {
             format!("must be {MEMBERS} (the size the model is built with)"),
         )?;
         unit_interval("safe_set.bellman_coef", self.safe_set.bellman_coef)?;
+        let sm = self.safe_set.smoothing;
+        check(
+            sm.is_finite() && sm >= 0.0,
+            "safe_set.smoothing",
+            sm,
+            "must be a non-negative number",
+        )?;
         unit_interval("value.discount", self.value.discount)?;
         if self.value.ensemble {
             positive_count("value.members", self.value.members)?;
@@ -748,6 +761,9 @@ mod tests {
             ("dynamics.members", "3", |c| c.dynamics.members = 3),
             ("safe_set.bellman_coef", "1.5", |c| {
                 c.safe_set.bellman_coef = 1.5
+            }),
+            ("safe_set.smoothing", "-0.1", |c| {
+                c.safe_set.smoothing = -0.1
             }),
             ("value.discount", "NaN", |c| c.value.discount = f32::NAN),
             ("value.members", "0", |c| c.value.members = 0),

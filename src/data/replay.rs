@@ -122,6 +122,8 @@ pub struct LatentReplay {
     records: Vec<Record>,
     /// Slots of on-policy transitions; rebuilt on the first draw after an insert.
     on_policy: Option<Vec<usize>>,
+    /// Per-dimension std of the stored means; rebuilt on the first use after an insert.
+    spread: Option<Vec<f32>>,
 }
 
 impl LatentReplay {
@@ -139,6 +141,7 @@ impl LatentReplay {
             next_log_std: Vec::new(),
             records: Vec::new(),
             on_policy: None,
+            spread: None,
         }
     }
 
@@ -220,6 +223,7 @@ impl LatentReplay {
         self.head = (self.head + 1) % self.capacity;
         self.inserted += 1;
         self.on_policy = None;
+        self.spread = None;
         Ok(())
     }
 
@@ -254,6 +258,29 @@ impl LatentReplay {
             )?;
         }
         Ok(())
+    }
+
+    /// Standard deviation of each latent dimension of the stored observation means (zeros
+    /// when empty; cached until the next insert).
+    pub fn spread(&mut self) -> &[f32] {
+        let (l, mean) = (self.latent, &self.mean);
+        self.spread.get_or_insert_with(|| {
+            let n = (mean.len() / l).max(1) as f64;
+            let mut sum = vec![0f64; l];
+            let mut sq = vec![0f64; l];
+            for row in mean.chunks(l) {
+                for (d, &v) in row.iter().enumerate() {
+                    sum[d] += v as f64;
+                    sq[d] += (v as f64) * (v as f64);
+                }
+            }
+            (0..l)
+                .map(|d| {
+                    let m = sum[d] / n;
+                    (sq[d] / n - m * m).max(0.0).sqrt() as f32
+                })
+                .collect()
+        })
     }
 
     /// Slots of the on-policy transitions (cached until the next insert).
@@ -381,6 +408,18 @@ mod tests {
             on_policy,
             rtg: 0.0,
         }
+    }
+
+    #[test]
+    fn spread_is_the_std_of_the_stored_means_and_follows_inserts() {
+        let mut r = LatentReplay::new(8, L);
+        assert_eq!(r.spread(), &[0.0; L]);
+        put(&mut r, 1.0, record(true, -1.0));
+        put(&mut r, 3.0, record(true, -1.0));
+        assert!(r.spread().iter().all(|&s| (s - 1.0).abs() < 1e-6));
+        put(&mut r, 2.0, record(true, -1.0));
+        let want = (2.0f32 / 3.0).sqrt();
+        assert!(r.spread().iter().all(|&s| (s - want).abs() < 1e-6));
     }
 
     /// Inserts a transition whose means are all `v` and whose std is tiny.

@@ -224,6 +224,9 @@ pub struct ProbeReport {
     pub held_out_frames: usize,
     /// Held-out R² per quantity, in the order of [`quantity_names`].
     pub quantities: Vec<(String, f64)>,
+    /// [`noise_share`] on the fitted frames (absent in reports written before it existed).
+    #[serde(default)]
+    pub noise_share: Option<f64>,
     /// The probe fitted on the training frames.
     #[serde(skip)]
     pub probe: Option<LinearProbe>,
@@ -237,8 +240,12 @@ impl ProbeReport {
             .iter()
             .map(|(n, r)| format!("{n} {r:.3}"))
             .collect();
+        let noise = match self.noise_share {
+            Some(n) => format!("; encoder noise {:.0} % of the latent variance", 100.0 * n),
+            None => String::new(),
+        };
         format!(
-            "probe R² (held out, {} frames): {}",
+            "probe R² (held out, {} frames): {}{noise}",
             self.held_out_frames,
             parts.join(", ")
         )
@@ -266,6 +273,37 @@ pub fn latent_samples(
         out.extend(z.flatten_all()?.to_vec1::<f32>()?);
     }
     Ok(out)
+}
+
+/// The share of the latent samples' variance that is the encoder's own noise: per dimension
+/// mean σ² / (variance of μ + mean σ²), averaged over dimensions. Near 0 the samples are
+/// almost the means (the latent modules see little smoothing); near 1 they are mostly noise.
+pub fn noise_share(agent: &Agent, images: &[&[u8]]) -> candle_core::Result<f64> {
+    let (mut mu, mut var) = (Vec::new(), Vec::new());
+    for chunk in images.chunks(BATCH) {
+        let px: Vec<f32> = chunk.iter().flat_map(|b| to_unit(b)).collect();
+        let x = image_tensor(px, agent.spec.channels, &agent.device)?;
+        let (m, log_std) = agent.vae.encode_dist(&x)?;
+        mu.extend(m.flatten_all()?.to_vec1::<f32>()?);
+        var.extend((log_std * 2.0)?.exp()?.flatten_all()?.to_vec1::<f32>()?);
+    }
+    let n = (mu.len() / LATENT).max(1) as f64;
+    let share = (0..LATENT)
+        .map(|d| {
+            let col = |v: &'_ [f32]| -> Vec<f64> {
+                v.iter()
+                    .skip(d)
+                    .step_by(LATENT)
+                    .map(|&x| x as f64)
+                    .collect()
+            };
+            let mean = col(&mu).iter().sum::<f64>() / n;
+            let spread = col(&mu).iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+            let noise = col(&var).iter().sum::<f64>() / n;
+            noise / (spread + noise).max(1e-12)
+        })
+        .sum::<f64>();
+    Ok(share / LATENT as f64)
 }
 
 /// Errors of [`probe`].
@@ -331,6 +369,7 @@ pub fn probe(
         env: kind,
         train_frames: train_img.len(),
         held_out_frames: test_img.len(),
+        noise_share: Some(noise_share(agent, &train_img)?),
         quantities: quantity_names(kind)
             .iter()
             .map(|n| n.to_string())
@@ -379,6 +418,26 @@ mod tests {
             .flat_map(|z| p.predict(z))
             .collect();
         assert!(r_squared(&pred, &noise[500..], 1)[0] < 0.2);
+    }
+
+    #[test]
+    fn noise_share_follows_the_encoders_sigma() {
+        use crate::model::agent::{Agent, AgentSpec};
+        let agent = Agent::new(
+            AgentSpec::for_env(EnvKind::Navigation),
+            &candle_core::Device::Cpu,
+            0,
+        )
+        .unwrap();
+        let mut rng = StdRng::seed_from_u64(1);
+        let images: Vec<Vec<u8>> = (0..40)
+            .map(|_| (0..3 * 64 * 64).map(|_| rng.random()).collect())
+            .collect();
+        let refs: Vec<&[u8]> = images.iter().map(|v| v.as_slice()).collect();
+        agent.set_vae_log_std_bias(-20.0).unwrap();
+        assert!(noise_share(&agent, &refs).unwrap() < 1e-6);
+        agent.set_vae_log_std_bias(20.0).unwrap();
+        assert!(noise_share(&agent, &refs).unwrap() > 1.0 - 1e-6);
     }
 
     #[test]

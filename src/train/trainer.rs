@@ -297,9 +297,12 @@ impl Trainer {
                 losses::value(&agent.value, &b, td)?
             }
             ModuleKind::Ss => {
-                let b = replay
+                let mut b = replay
                     .sample(cfg.safe_set.batch, Filter::All, rng, &device)
                     .map_err(data)?;
+                if cfg.safe_set.smoothing > 0.0 {
+                    b.z = smoothed(&b.z, replay.spread(), cfg.safe_set.smoothing, rng)?;
+                }
                 let gamma = (cfg.safe_set.variant == SafeSetLoss::Bellman)
                     .then_some(cfg.safe_set.bellman_coef);
                 losses::safe_set(&agent.safe_set, &b, gamma)?
@@ -412,6 +415,25 @@ impl Trainer {
     }
 }
 
+/// `z` (`[batch, latent]`) plus Gaussian noise of std `fraction × spread[d]` in each dimension
+/// `d`: the safe set's input smoothing (`safe_set.smoothing`).
+fn smoothed(
+    z: &Tensor,
+    spread: &[f32],
+    fraction: f32,
+    rng: &mut impl rand::Rng,
+) -> candle_core::Result<Tensor> {
+    use rand_distr::{Distribution, StandardNormal};
+    let (n, l) = z.dims2()?;
+    let noise: Vec<f32> = (0..n * l)
+        .map(|i| {
+            let eps: f32 = StandardNormal.sample(rng);
+            eps * fraction * spread[i % l]
+        })
+        .collect();
+    z + Tensor::from_vec(noise, (n, l), z.device())?
+}
+
 /// Folds observed deltas (`[…, latent]`) into the dynamics' running mean and variance (stored in
 /// its `delta_rms` variables, so checkpoints keep them) and returns (mean, std) for standardising.
 fn update_delta_stats(agent: &Agent, deltas: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
@@ -506,6 +528,25 @@ mod tests {
             .unwrap()
             .to_vec1()
             .unwrap()
+    }
+
+    #[test]
+    fn smoothing_noise_scales_with_each_dimensions_spread() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let n = 4000;
+        let z = Tensor::ones((n, 2), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+        let out = smoothed(&z, &[2.0, 0.0], 0.5, &mut rng).unwrap();
+        let v = out.to_vec2::<f32>().unwrap();
+        let col = |d: usize| v.iter().map(move |r| r[d] as f64);
+        let mean = col(0).sum::<f64>() / n as f64;
+        let std = (col(0).map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
+        assert!((mean - 1.0).abs() < 0.05, "mean {mean}");
+        assert!((std - 1.0).abs() < 0.05, "std {std}");
+        assert!(
+            col(1).all(|x| x == 1.0),
+            "a dimension without spread gets no noise"
+        );
     }
 
     #[test]

@@ -177,6 +177,7 @@ mod tests {
             train_frames: 80,
             held_out_frames: 20,
             quantities: vec![("x".into(), 0.93), ("y".into(), 0.41)],
+            noise_share: None,
             probe: None,
         }));
         training.push_loss(ModuleKind::Dyn, 50, 0.1);
