@@ -241,7 +241,7 @@ impl ProbeReport {
             .map(|(n, r)| format!("{n} {r:.3}"))
             .collect();
         let noise = match self.noise_share {
-            Some(n) => format!("; encoder noise {:.0} % of the latent variance", 100.0 * n),
+            Some(n) => format!("; encoder noise {:.2} % of the latent variance", 100.0 * n),
             None => String::new(),
         };
         format!(
