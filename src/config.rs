@@ -210,6 +210,10 @@ pub struct ClassifierConfig {
     pub batch: usize,
     pub init_iters: usize,
     pub update_iters: usize,
+    /// Input smoothing as for the safe set ([`SafeSetConfig::smoothing`]), on the next latent
+    /// the classifier is trained on (0 = the original). For the constraint estimator it raises
+    /// the output near a violation, a margin around what the demos showed.
+    pub smoothing: f32,
 }
 
 /// The online phase (LS3_SPEC §5 step 4).
@@ -310,12 +314,14 @@ impl Config {
                 batch: 256,
                 init_iters: init,
                 update_iters: 512,
+                smoothing: 0.0,
             },
             goal: ClassifierConfig {
                 lr: 1e-4,
                 batch: 256,
                 init_iters: init,
                 update_iters: 512,
+                smoothing: 0.0,
             },
             online: OnlineConfig {
                 num_updates: 25,
@@ -553,13 +559,18 @@ impl Validate for Config {
             format!("must be {MEMBERS} (the size the model is built with)"),
         )?;
         unit_interval("safe_set.bellman_coef", self.safe_set.bellman_coef)?;
-        let sm = self.safe_set.smoothing;
-        check(
-            sm.is_finite() && sm >= 0.0,
-            "safe_set.smoothing",
-            sm,
-            "must be a non-negative number",
-        )?;
+        for (field, sm) in [
+            ("safe_set.smoothing", self.safe_set.smoothing),
+            ("constraint.smoothing", self.constraint.smoothing),
+            ("goal.smoothing", self.goal.smoothing),
+        ] {
+            check(
+                sm.is_finite() && sm >= 0.0,
+                field,
+                sm,
+                "must be a non-negative number",
+            )?;
+        }
         unit_interval("value.discount", self.value.discount)?;
         if self.value.ensemble {
             positive_count("value.members", self.value.members)?;

@@ -307,17 +307,22 @@ impl Trainer {
                     .then_some(cfg.safe_set.bellman_coef);
                 losses::safe_set(&agent.safe_set, &b, gamma)?
             }
-            ModuleKind::Constr => {
-                let b = replay
-                    .sample(cfg.constraint.batch, Filter::All, rng, &device)
+            ModuleKind::Constr | ModuleKind::Gi => {
+                let (head, c) = match m {
+                    ModuleKind::Constr => (&agent.constraint, &cfg.constraint),
+                    _ => (&agent.goal, &cfg.goal),
+                };
+                let mut b = replay
+                    .sample(c.batch, Filter::All, rng, &device)
                     .map_err(data)?;
-                losses::classifier(&agent.constraint, &b.z_next, &b.constraint)?
-            }
-            ModuleKind::Gi => {
-                let b = replay
-                    .sample(cfg.goal.batch, Filter::All, rng, &device)
-                    .map_err(data)?;
-                losses::classifier(&agent.goal, &b.z_next, &b.goal)?
+                if c.smoothing > 0.0 {
+                    b.z_next = smoothed(&b.z_next, replay.spread(), c.smoothing, rng)?;
+                }
+                let label = match m {
+                    ModuleKind::Constr => &b.constraint,
+                    _ => &b.goal,
+                };
+                losses::classifier(head, &b.z_next, label)?
             }
         };
         self.apply(agent, m, &loss)
@@ -416,7 +421,8 @@ impl Trainer {
 }
 
 /// `z` (`[batch, latent]`) plus Gaussian noise of std `fraction × spread[d]` in each dimension
-/// `d`: the safe set's input smoothing (`safe_set.smoothing`).
+/// `d`: the classifiers' input smoothing (`safe_set.smoothing`, `constraint.smoothing`,
+/// `goal.smoothing`).
 fn smoothed(
     z: &Tensor,
     spread: &[f32],
