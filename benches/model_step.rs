@@ -38,10 +38,10 @@ const VAE_LAYERS: [(bool, [usize; 3], [usize; 4], usize); 8] = [
     (true, [32, 30, 30], [32, 3, 6, 6], 2),
 ];
 
-/// Per-layer profile of the VAE's convolution layers (bias and ReLU included), ours against
-/// candle's built-in ops: forward alone, and forward + backward (input gradient for all but the
-/// first layer, kernel and bias gradients). Opt-in: `cargo bench --bench model_step vae_layers`
-/// (`vae_layers_candle` adds candle's ops).
+/// Per-layer profile of the VAE's convolution layers (bias and ReLU included), ours (f32, and
+/// bf16 products where the CPU has AVX512-BF16) against candle's built-in ops: forward alone, and
+/// forward + backward (input gradient for all but the first layer, kernel and bias gradients).
+/// Opt-in: `cargo bench --bench model_step vae_layers` (`vae_layers_candle` adds candle's ops).
 fn vae_layers(rng: &mut TensorRng, with_candle: bool) {
     use candle_core::Var;
     let dev = Device::Cpu;
@@ -57,14 +57,21 @@ fn vae_layers(rng: &mut TensorRng, with_candle: bool) {
             let out_c = kd[usize::from(transpose)];
             let b = Var::from_tensor(&rng.uniform(out_c, -0.05, 0.05, &dev).unwrap()).unwrap();
             let relu = i + 1 < VAE_LAYERS.len();
-            let impls: &[&str] = if with_candle {
-                &["ours", "candle"]
-            } else {
-                &["ours"]
-            };
-            for &which in impls {
+            let mut impls = vec!["ours"];
+            if ls3::cpu::avx512_bf16() {
+                impls.push("bf16");
+            }
+            if with_candle {
+                impls.push("candle");
+            }
+            for &which in &impls {
+                set_precision(if which == "bf16" {
+                    Precision::Bf16
+                } else {
+                    Precision::F32
+                });
                 let op = |x: &Tensor| -> Tensor {
-                    if which == "ours" {
+                    if which != "candle" {
                         return if transpose {
                             conv_transpose2d_bias(x, &k, &b, stride, relu).unwrap()
                         } else {
