@@ -1,6 +1,6 @@
 //! Training-step speed of the models, the same cases as `../shared/bench/torch_ref`: one Adam
-//! step of the VAE at batch 64 and 256, of the dynamics ensemble at 5 × 256, and of a 200-wide
-//! classifier at 256. Run with `cargo bench --bench model_step`; compare the medians with the
+//! step of the VAE at batch 64 and 256 (in f32, then with bf16 convolution products where the CPU
+//! has AVX512-BF16), of the dynamics ensemble at 5 × 256, and of a 200-wide classifier at 256. Run with `cargo bench --bench model_step`; compare the medians with the
 //! PyTorch script's run on the same machine. `adam_update vae` times the optimiser's update alone
 //! (fixed gradients of all VAE weights): ours against candle-nn's `AdamW`.
 
@@ -12,7 +12,7 @@ use common::time;
 use ls3::env::EnvKind;
 use ls3::model::agent::{Agent, AgentSpec, ModuleKind};
 use ls3::model::classifier::bce_with_logits;
-use ls3::model::conv::{conv_transpose2d_bias, conv2d_bias};
+use ls3::model::conv::{Precision, conv_transpose2d_bias, conv2d_bias, set_precision};
 use ls3::model::rng::TensorRng;
 use ls3::train::adam::{Adam, AdamParams};
 
@@ -38,10 +38,10 @@ const VAE_LAYERS: [(bool, [usize; 3], [usize; 4], usize); 8] = [
     (true, [32, 30, 30], [32, 3, 6, 6], 2),
 ];
 
-/// Per-layer profile of the VAE's convolution layers (bias and ReLU included), ours against
-/// candle's built-in ops: forward alone, and forward + backward (input gradient for all but the
-/// first layer, kernel and bias gradients). Opt-in: `cargo bench --bench model_step vae_layers`
-/// (`vae_layers_candle` adds candle's ops).
+/// Per-layer profile of the VAE's convolution layers (bias and ReLU included), ours (f32, and
+/// bf16 products where the CPU has AVX512-BF16) against candle's built-in ops: forward alone, and
+/// forward + backward (input gradient for all but the first layer, kernel and bias gradients).
+/// Opt-in: `cargo bench --bench model_step vae_layers` (`vae_layers_candle` adds candle's ops).
 fn vae_layers(rng: &mut TensorRng, with_candle: bool) {
     use candle_core::Var;
     let dev = Device::Cpu;
@@ -57,14 +57,21 @@ fn vae_layers(rng: &mut TensorRng, with_candle: bool) {
             let out_c = kd[usize::from(transpose)];
             let b = Var::from_tensor(&rng.uniform(out_c, -0.05, 0.05, &dev).unwrap()).unwrap();
             let relu = i + 1 < VAE_LAYERS.len();
-            let impls: &[&str] = if with_candle {
-                &["ours", "candle"]
-            } else {
-                &["ours"]
-            };
-            for &which in impls {
+            let mut impls = vec!["ours"];
+            if ls3::cpu::avx512_bf16() {
+                impls.push("bf16");
+            }
+            if with_candle {
+                impls.push("candle");
+            }
+            for &which in &impls {
+                set_precision(if which == "bf16" {
+                    Precision::Bf16
+                } else {
+                    Precision::F32
+                });
                 let op = |x: &Tensor| -> Tensor {
-                    if which == "ours" {
+                    if which != "candle" {
                         return if transpose {
                             conv_transpose2d_bias(x, &k, &b, stride, relu).unwrap()
                         } else {
@@ -102,6 +109,14 @@ fn vae_layers(rng: &mut TensorRng, with_candle: bool) {
     }
 }
 
+/// The precision as in a configuration file.
+fn precision_name(p: Precision) -> &'static str {
+    match p {
+        Precision::F32 => "f32",
+        Precision::Bf16 => "bf16",
+    }
+}
+
 fn main() {
     let only: Option<String> = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     let want = |n: &str| only.as_deref().is_none_or(|o| n.contains(o));
@@ -113,19 +128,28 @@ fn main() {
     let agent = Agent::new(AgentSpec::for_env(EnvKind::Navigation), &dev, 0).unwrap();
     let mut rng = TensorRng::new(0);
 
+    let precisions: &[Precision] = if ls3::cpu::avx512_bf16() {
+        &[Precision::F32, Precision::Bf16]
+    } else {
+        &[Precision::F32]
+    };
     for batch in [64, 256] {
-        let name = format!("vae_step batch {batch}");
-        if !want(&name) {
-            continue;
+        for &precision in precisions {
+            let name = format!("vae_step batch {batch} {}", precision_name(precision));
+            if !want(&name) {
+                continue;
+            }
+            set_precision(precision);
+            let mut opt = adam(&agent, ModuleKind::Vae, 1e-4);
+            let x = rng.uniform((batch, 3, 64, 64), 0.0, 1.0, &dev).unwrap();
+            time(&name, if batch == 64 { 10 } else { 4 }, || {
+                let eps = rng.normal((batch, 32), &dev).unwrap();
+                let loss = agent.vae.loss(&x, &x, &eps).unwrap();
+                opt.backward_step(&loss.total).unwrap();
+            });
         }
-        let mut opt = adam(&agent, ModuleKind::Vae, 1e-4);
-        let x = rng.uniform((batch, 3, 64, 64), 0.0, 1.0, &dev).unwrap();
-        time(&name, if batch == 64 { 10 } else { 4 }, || {
-            let eps = rng.normal((batch, 32), &dev).unwrap();
-            let loss = agent.vae.loss(&x, &x, &eps).unwrap();
-            opt.backward_step(&loss.total).unwrap();
-        });
     }
+    set_precision(Precision::F32);
 
     if want("adam_update vae") {
         let x = rng.uniform((8, 3, 64, 64), 0.0, 1.0, &dev).unwrap();

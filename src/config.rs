@@ -8,6 +8,7 @@
 use crate::env::EnvKind;
 use crate::model::agent::{AgentSpec, ModuleKind};
 use crate::model::checkpoint::AgentMeta;
+pub use crate::model::conv::Precision;
 use crate::model::dynamics::MEMBERS;
 use crate::valid::{check, positive_count, positive_rate, unit_interval};
 use anyhow::Context;
@@ -60,6 +61,10 @@ pub struct Config {
     pub replay: ReplayConfig,
     /// Planner settings (LS3_SPEC §4) — the place reserved for the planner's issue.
     pub planner: PlannerConfig,
+    /// Arithmetic of the VAE's convolution products: `f32`, or `bf16` operands with f32
+    /// accumulation where the CPU has AVX512-BF16 (f32 elsewhere). Applied process-wide when a
+    /// trainer is built ([`crate::model::conv::set_precision`]).
+    pub precision: Precision,
 }
 
 /// The VAE (LS3_SPEC §3): trained once on demo images, then frozen.
@@ -336,6 +341,7 @@ impl Config {
                 branch_agent: false,
             },
             planner: PlannerConfig::paper(env),
+            precision: Precision::F32,
         }
     }
 
@@ -688,6 +694,17 @@ mod tests {
                 assert_eq!(back, c, "{preset} {env}");
             }
         }
+    }
+
+    #[test]
+    fn precision_reads_lowercase_names_defaults_to_f32_and_rejects_others() {
+        assert_eq!(Config::default().precision, Precision::F32);
+        let c: Config = serde_json::from_str(r#"{"precision": "bf16"}"#).unwrap();
+        assert_eq!(c.precision, Precision::Bf16);
+        let text = serde_json::to_string(&c).unwrap();
+        assert!(text.contains(r#""precision":"bf16""#), "{text}");
+        assert!(serde_json::from_str::<Config>(r#"{"precision": "fp16"}"#).is_err());
+        assert!(serde_json::from_str::<Config>(r#"{"precision": "BF16"}"#).is_err());
     }
 
     #[test]

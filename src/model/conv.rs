@@ -27,6 +27,14 @@
 //!
 //! On other devices (the `cuda` feature), other dtypes or other layer kinds the public functions
 //! fall back to candle's own `conv2d` / `conv_transpose2d` (plus `broadcast_add` and `relu`).
+//!
+//! **Precision.** The products run in f32 (the `gemm` crate) or, with [`Precision::Bf16`], on
+//! bf16 copies of their operands with f32 accumulation ([`super::bf16_gemm`]); im2col, col2im,
+//! bias, ReLU and every tensor stay f32. The choice is one process-wide setting,
+//! [`set_precision`], made once from `config.precision` when a trainer is built or reconfigured
+//! (the tests and benches set it themselves); each op reads it when it is applied and keeps it
+//! for its backward pass, so a step never mixes the two. On CPUs without AVX512-BF16, `Bf16`
+//! silently runs in f32.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Module, Result, Shape};
 use candle_core::{Storage, Tensor, bail};
@@ -34,6 +42,38 @@ use candle_nn::VarBuilder;
 use std::cell::RefCell;
 use std::ops::Range;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::bf16_gemm;
+
+/// Arithmetic of the convolutions' matrix products (see the module docs).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 throughout (the reference; the PyTorch parity tests run in it).
+    #[default]
+    F32,
+    /// bf16 operands, f32 accumulation, f32 results; f32 where the CPU lacks AVX512-BF16.
+    Bf16,
+}
+
+static BF16: AtomicBool = AtomicBool::new(false);
+
+/// Sets the precision of every convolution applied from now on, in this process.
+pub fn set_precision(p: Precision) {
+    BF16.store(p == Precision::Bf16, Ordering::Relaxed);
+}
+
+/// The precision set by [`set_precision`] (f32 until then).
+pub fn precision() -> Precision {
+    if BF16.load(Ordering::Relaxed) {
+        Precision::Bf16
+    } else {
+        Precision::F32
+    }
+}
 
 /// Geometry of one op: the big side `[b, c, h, w]`, the small side `[b, o, ho, wo]`, kernel `k`,
 /// stride `s`, with `ho = (h − k) / s + 1` (rows of `A` past the last window are never read).
@@ -292,14 +332,35 @@ struct Mat(*const f32, usize, usize);
 unsafe impl Send for Mat {}
 unsafe impl Sync for Mat {}
 
-/// `dst (m × n) = [dst +] lhs (m × k) · rhs (k × n)`, single-threaded (the callers are parallel).
+/// `dst (m × n) = [dst +] lhs (m × k) · rhs (k × n)`, single-threaded (the callers are parallel);
+/// in bf16 with f32 accumulation where `bf16` (see the module docs).
 ///
 /// # Safety
-/// Every view must address valid memory for its shape, and `dst` must not overlap the inputs.
+/// Every view must address valid memory for its shape, and `dst` must not overlap the inputs;
+/// `bf16` only where [`bf16_gemm::available`].
 #[allow(clippy::too_many_arguments)]
-unsafe fn mm(m: usize, n: usize, k: usize, dst: *mut f32, d_rs: usize, acc: bool, l: Mat, r: Mat) {
+unsafe fn mm(
+    bf16: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    d_rs: usize,
+    acc: bool,
+    l: Mat,
+    r: Mat,
+) {
     if m == 0 || n == 0 {
         return;
+    }
+    if bf16 {
+        let view = |x: Mat| bf16_gemm::View {
+            ptr: x.0,
+            rs: x.1,
+            cs: x.2,
+        };
+        // SAFETY: forwarded contract.
+        return unsafe { bf16_gemm::gemm(m, n, k, dst, d_rs, acc, view(l), view(r)) };
     }
     if k == 0 {
         if !acc {
@@ -433,6 +494,8 @@ struct Job<'a> {
     kk: bool,
     /// Bias gradient: per-channel sums of the (masked) input on this side.
     db: Option<Side>,
+    /// Matrix products in bf16 ([`mm`]).
+    bf16: bool,
 }
 
 /// Results of a [`Job`]: the small side (F), the big side (G), the kernel and bias gradients.
@@ -543,7 +606,7 @@ fn par_masked(src: &[f32], mask: Option<&[f32]>) -> Option<Vec<f32>> {
 /// the threads split the output columns instead, so each reads only its share of the kernel.
 fn run_dense(job: &Job) -> Out {
     let g = job.g;
-    let (b, o, n) = (g.b, g.o, g.ckk());
+    let (b, o, n, bf16) = (g.b, g.o, g.ckk(), job.bf16);
     let a_masked = par_masked(job.a.unwrap_or(&[]), job.a_mask);
     let z_masked = par_masked(job.z.unwrap_or(&[]), job.z_mask);
     let a = a_masked.as_deref().or(job.a);
@@ -564,6 +627,7 @@ fn run_dense(job: &Job) -> Out {
                 unsafe {
                     let rhs = Mat(rhs.0.add(c0 * rhs.2), rhs.1, rhs.2);
                     mm(
+                        bf16,
                         rows,
                         c1 - c0,
                         inner,
@@ -684,11 +748,11 @@ unsafe fn run_chunk(
         let out = unsafe { zp.get().add(b0 * small) };
         if n == 1 {
             // SAFETY: out has room for o × p, col holds ckk × p.
-            unsafe { mm(o, p, ckk, out, p, false, wm, colm) };
+            unsafe { mm(job.bf16, o, p, ckk, out, p, false, wm, colm) };
         } else {
             grow(zt, o * np);
             // SAFETY: zt is o × np, col is ckk × np.
-            unsafe { mm(o, np, ckk, zt.as_mut_ptr(), np, false, wm, colm) };
+            unsafe { mm(job.bf16, o, np, ckk, zt.as_mut_ptr(), np, false, wm, colm) };
             for i in 0..n {
                 for oc in 0..o {
                     let src = &zt[oc * np + i * p..oc * np + (i + 1) * p];
@@ -740,6 +804,7 @@ unsafe fn run_chunk(
         // SAFETY: dw is o × ckk; col and zc are as built above.
         unsafe {
             mm(
+                job.bf16,
                 o,
                 ckk,
                 np,
@@ -755,7 +820,7 @@ unsafe fn run_chunk(
         // col (ckk × np) = Wᵀ (ckk × o) · zc (o × np); K above is done with col.
         let wt = Mat(job.w.as_ptr(), 1, ckk);
         // SAFETY: col holds ckk × np and overlaps neither w nor zc.
-        unsafe { mm(ckk, np, o, col.as_mut_ptr(), np, false, wt, zc) };
+        unsafe { mm(job.bf16, ckk, np, o, col.as_mut_ptr(), np, false, wt, zc) };
         for i in 0..n {
             // SAFETY: image b0 + i of the big-side output is this chunk's alone; zeroed first.
             let img = unsafe {
@@ -838,9 +903,22 @@ struct ConvOp {
     transpose: bool,
     stride: usize,
     relu: bool,
+    /// Matrix products in bf16, forward and backward.
+    bf16: bool,
 }
 
 impl ConvOp {
+    /// The op in the process's [`precision`] (f32 where the CPU lacks AVX512-BF16).
+    fn new(transpose: bool, stride: usize, relu: bool) -> Self {
+        let bf16 = precision() == Precision::Bf16 && bf16_gemm::available();
+        Self {
+            transpose,
+            stride,
+            relu,
+            bf16,
+        }
+    }
+
     fn geom(&self, x: &[usize], w: &[usize]) -> Result<Geom> {
         if self.transpose {
             conv_t_geom(x, w, self.stride)
@@ -884,6 +962,7 @@ impl ConvOp {
             gk: self.transpose,
             kk: false,
             db: None,
+            bf16: self.bf16,
         };
         let out = run(&job);
         Ok(if self.transpose {
@@ -932,6 +1011,7 @@ impl ConvOp {
             gk: !t && x.track_op(),
             kk: w.track_op(),
             db: want_b.then_some(if t { Side::Big } else { Side::Small }),
+            bf16: self.bf16,
         };
         let out = run(&job);
         let dx = if t { out.z } else { out.a };
@@ -1065,11 +1145,7 @@ fn apply(op: ConvOp, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Te
 /// 2-D convolution (PyTorch `Conv2d` semantics, no padding, no dilation, no bias):
 /// `x [B, C, H, W]`, `w [O, C, k, k]` → `[B, O, (H − k)/s + 1, (W − k)/s + 1]`.
 pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
-    let op = ConvOp {
-        transpose: false,
-        stride,
-        relu: false,
-    };
+    let op = ConvOp::new(false, stride, false);
     apply(op, x, w, None)
 }
 
@@ -1077,11 +1153,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
 /// padding, no dilation, no bias): `x [B, Ci, H, W]`, `w [Ci, Co, k, k]` →
 /// `[B, Co, (H − 1)·s + k, (W − 1)·s + k]`.
 pub fn conv_transpose2d(x: &Tensor, w: &Tensor, stride: usize) -> Result<Tensor> {
-    let op = ConvOp {
-        transpose: true,
-        stride,
-        relu: false,
-    };
+    let op = ConvOp::new(true, stride, false);
     apply(op, x, w, None)
 }
 
@@ -1093,11 +1165,7 @@ pub fn conv2d_bias(
     stride: usize,
     relu: bool,
 ) -> Result<Tensor> {
-    let op = ConvOp {
-        transpose: false,
-        stride,
-        relu,
-    };
+    let op = ConvOp::new(false, stride, relu);
     apply(op, x, w, Some(bias))
 }
 
@@ -1109,11 +1177,7 @@ pub fn conv_transpose2d_bias(
     stride: usize,
     relu: bool,
 ) -> Result<Tensor> {
-    let op = ConvOp {
-        transpose: true,
-        stride,
-        relu,
-    };
+    let op = ConvOp::new(true, stride, relu);
     apply(op, x, w, Some(bias))
 }
 
@@ -1392,6 +1456,103 @@ mod tests {
                 assert!(diff <= 1e-5, "col2im {c}×{h}×{w} k{k} s{s}: {diff}");
             }
         }
+    }
+
+    /// Forward output and input, kernel and bias gradients of one op with bf16 products against
+    /// the same op in f32, element by element within 2⁻⁷ of the sum of the magnitudes of the
+    /// products behind the element (the f32 op on |x|, |w| and |upstream|): bias without ReLU,
+    /// then the forward alone with ReLU (a pre-activation near zero may switch its mask).
+    fn check_bf16(transpose: bool, x_shape: &[usize], w_shape: &[usize], stride: usize, seed: u64) {
+        let out_channels = w_shape[if transpose { 1 } else { 0 }];
+        let x = Var::from_tensor(&rand(x_shape, -1.0, 1.0, seed)).unwrap();
+        let w = Var::from_tensor(&rand(w_shape, -0.2, 0.2, seed + 1)).unwrap();
+        let b = Var::from_tensor(&rand(&[out_channels], -0.5, 0.5, seed + 2)).unwrap();
+        let op = |bf16: bool, relu: bool| ConvOp {
+            transpose,
+            stride,
+            relu,
+            bf16,
+        };
+        let what = format!(
+            "bf16 {} {x_shape:?} * {w_shape:?} s{stride}",
+            op(true, false).name()
+        );
+        let within = |name: &str, ours: &Tensor, f32: &Tensor, bound: &Tensor| {
+            let excess = ((ours - f32).unwrap().abs().unwrap() - (bound / 128.0).unwrap())
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(
+                excess <= 1e-6,
+                "{what} {name}: exceeds the bf16 bound by {excess}"
+            );
+            let d = crate::model::max_abs_diff(ours, f32).unwrap();
+            assert!(d > 0.0, "{what} {name}: bit-identical to f32, so not bf16");
+        };
+        let fwd = |bf16: bool, relu: bool| apply(op(bf16, relu), &x, &w, Some(&b)).unwrap();
+        let (ours, f32) = (fwd(true, false), fwd(false, false));
+        let up = rand(f32.dims(), -1.0, 1.0, seed + 3);
+        // the magnitudes: forward of |x|, |w|; gradients of Σ |upstream| · op(|x|, |w|)
+        let (xa, wa) = (
+            Var::from_tensor(&x.abs().unwrap()).unwrap(),
+            Var::from_tensor(&w.abs().unwrap()).unwrap(),
+        );
+        let mag = apply(op(false, false), &xa, &wa, None).unwrap();
+        let g_mag = (&mag * up.abs().unwrap())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        within("forward", &ours, &f32, &mag);
+        let grads = |y: Tensor| (y * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        let (g_ours, g_f32) = (grads(ours), grads(f32));
+        for (name, v, m) in [("input", &x, &xa), ("kernel", &w, &wa)] {
+            let bound = g_mag.get(m).unwrap();
+            within(
+                &format!("{name} gradient"),
+                g_ours.get(v).unwrap(),
+                g_f32.get(v).unwrap(),
+                bound,
+            );
+        }
+        let d =
+            crate::model::max_abs_diff(g_ours.get(&b).unwrap(), g_f32.get(&b).unwrap()).unwrap();
+        assert!(d <= 1e-5, "{what} bias gradient: {d}");
+        within(
+            "forward with ReLU",
+            &fwd(true, true),
+            &fwd(false, true),
+            &mag,
+        );
+    }
+
+    #[test]
+    fn bf16_conv2d_matches_f32_within_bf16_rounding() {
+        if !bf16_gemm::available() {
+            eprintln!("skipped: this CPU lacks AVX512-BF16");
+            return;
+        }
+        check_bf16(false, &[3, 3, 64, 64], &[32, 3, 4, 4], 2, 60);
+        check_bf16(false, &[3, 32, 31, 31], &[64, 32, 4, 4], 3, 61);
+        check_bf16(false, &[5, 64, 10, 10], &[128, 64, 4, 4], 2, 62);
+        check_bf16(false, &[5, 128, 4, 4], &[256, 128, 4, 4], 2, 63);
+        check_bf16(false, &[3, 5, 9, 13], &[7, 5, 3, 3], 2, 64);
+    }
+
+    #[test]
+    fn bf16_conv_transpose2d_matches_f32_within_bf16_rounding() {
+        if !bf16_gemm::available() {
+            eprintln!("skipped: this CPU lacks AVX512-BF16");
+            return;
+        }
+        check_bf16(true, &[5, 256, 1, 1], &[256, 128, 5, 5], 2, 70);
+        check_bf16(true, &[3, 128, 5, 5], &[128, 64, 5, 5], 2, 71);
+        check_bf16(true, &[3, 64, 13, 13], &[64, 32, 6, 6], 2, 72);
+        check_bf16(true, &[2, 32, 30, 30], &[32, 3, 6, 6], 2, 73);
+        check_bf16(true, &[3, 5, 4, 7], &[5, 7, 3, 3], 2, 74);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! and loading our own `.safetensors` checkpoints are the same code path.
 
 pub mod agent;
+pub mod bf16_gemm;
 pub mod checkpoint;
 pub mod classifier;
 pub mod conv;

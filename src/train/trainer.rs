@@ -60,7 +60,7 @@ pub struct Trainer {
 
 impl Trainer {
     /// A trainer for `agent` with the rates and batch sizes of `config`; its random streams are
-    /// derived from the run's `seed`.
+    /// derived from the run's `seed`. Sets the process's convolution precision from `config`.
     pub fn new(agent: &Agent, config: &Valid<Config>, seed: u64) -> Result<Self, TrainError> {
         let members = config.value.members_in_use();
         if agent.value.members() != members {
@@ -83,6 +83,7 @@ impl Trainer {
             .iter()
             .map(|&m| TensorRng::new(derive(seed, "train", m as u64)))
             .collect();
+        crate::model::conv::set_precision(config.precision);
         Ok(Self {
             config: config.clone(),
             optimizers,
@@ -108,6 +109,7 @@ impl Trainer {
         for m in ModuleKind::ALL {
             self.optimizers[m as usize].set_learning_rate(config.lr(m));
         }
+        crate::model::conv::set_precision(config.precision);
         self.config = config.clone();
         Ok(())
     }
