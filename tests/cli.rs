@@ -222,6 +222,8 @@ fn train_vae_then_train_modules_write_runs_logs_grids_and_checkpoints() {
         "4",
         "--png-every",
         "2",
+        "--precision",
+        "bf16",
         "--out",
         runs.to_str().unwrap(),
     ]);
@@ -249,6 +251,10 @@ fn train_vae_then_train_modules_write_runs_logs_grids_and_checkpoints() {
             vae_run.display()
         );
     }
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(vae_run.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved["config"]["precision"], "bf16", "--precision is saved");
     let csv = std::fs::read_to_string(vae_run.join("vae_loss.csv")).unwrap();
     assert_eq!(csv.lines().next(), Some("iteration,loss"));
     // the probe of the new VAE is printed and saved

@@ -49,6 +49,11 @@ pub struct TrainArgs {
     /// Seed of every random stream.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Arithmetic of the VAE's convolutions: f32, or bf16 products with f32 accumulation
+    /// (AVX512-BF16; f32 where the CPU lacks it). Overrides the configuration's `precision` and
+    /// is saved with the run's configuration.
+    #[arg(long, value_enum)]
+    pub precision: Option<ls3::config::Precision>,
 }
 
 /// One progress bar for the phase that runs now; a new phase finishes the previous bar.

@@ -26,6 +26,11 @@ pub struct ResultsArgs {
     /// Online rounds of each run (default: the preset's).
     #[arg(long)]
     pub rounds: Option<usize>,
+    /// Arithmetic of the VAE's convolutions: f32, or bf16 products with f32 accumulation
+    /// (AVX512-BF16; f32 where the CPU lacks it). Overrides the configuration's `precision` and
+    /// is saved with the run's configuration.
+    #[arg(long, value_enum)]
+    pub precision: Option<ls3::config::Precision>,
     /// Rounds at the end of each run that the table summarises.
     #[arg(long, default_value_t = 3)]
     pub last_rounds: usize,
@@ -56,6 +61,9 @@ pub fn results(args: &ResultsArgs) -> Result<()> {
     );
     if let Some(r) = args.rounds {
         base.online.num_updates = r;
+    }
+    if let Some(p) = args.precision {
+        base.precision = p;
     }
     let out = args.out.join(env.name());
     let ls3_dir = out.join("ls3");

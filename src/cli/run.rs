@@ -43,6 +43,11 @@ pub struct RunArgs {
     /// so a finished run goes on for more rounds.
     #[arg(long)]
     pub rounds: Option<usize>,
+    /// Arithmetic of the VAE's convolutions: f32, or bf16 products with f32 accumulation
+    /// (AVX512-BF16; f32 where the CPU lacks it). Overrides the configuration's `precision` and
+    /// is saved with the run's configuration.
+    #[arg(long, value_enum)]
+    pub precision: Option<ls3::config::Precision>,
     /// Root of run folders: the run goes to <OUT>/<date>/<time>/.
     #[arg(long, default_value = "outputs")]
     pub out: PathBuf,
@@ -80,6 +85,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
             args.ablation.apply(&mut config.planner);
             if let Some(r) = args.rounds {
                 config.online.num_updates = r;
+            }
+            if let Some(p) = args.precision {
+                config.precision = p;
             }
             let config = config.validated()?;
             let run_dir = match &args.run_dir {

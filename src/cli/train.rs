@@ -50,6 +50,9 @@ fn start(
         bail!("the configuration is for {}, not {env}", config.env);
     }
     flags(&mut config);
+    if let Some(p) = args.precision {
+        config.precision = p;
+    }
     let config = config.validated()?;
     let run = RunDir::create(&args.out)?;
     let saved = serde_json::json!({ "seed": seed, "preset": preset, "config": &config });
