@@ -18,7 +18,7 @@ pub struct ProbeArgs {
     #[arg(long, value_name = "DATA")]
     pub data: Option<PathBuf>,
     /// Fresh demo episodes per demo set (without --data).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 50)]
     pub episodes: usize,
     /// Seed of the fresh demos.
     #[arg(long, default_value_t = 0)]
