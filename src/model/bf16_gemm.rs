@@ -30,12 +30,23 @@ const MC: usize = 128;
 /// Columns of a right block (a multiple of `NR`).
 const NC: usize = 16 * NR;
 
-/// A read-only f32 matrix: element (i, j) at `ptr + i·rs + j·cs`.
+/// A read-only f32 matrix: element (i, j) at `ptr + i·rs + j·cs` (the convolutions' operand
+/// views too, in f32 and bf16 alike).
 #[derive(Clone, Copy)]
 pub(super) struct View {
     pub ptr: *const f32,
     pub rs: usize,
     pub cs: usize,
+}
+
+// SAFETY: a read-only view of data that outlives the parallel section using it.
+unsafe impl Send for View {}
+unsafe impl Sync for View {}
+
+impl View {
+    pub(super) const fn new(ptr: *const f32, rs: usize, cs: usize) -> Self {
+        Self { ptr, rs, cs }
+    }
 }
 
 /// Whether this CPU runs [`gemm`] (AVX-512 F, BW and BF16).

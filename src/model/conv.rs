@@ -44,7 +44,7 @@ use std::ops::Range;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::bf16_gemm;
+use super::bf16_gemm::{self, View};
 
 /// Arithmetic of the convolutions' matrix products (see the module docs).
 #[derive(
@@ -334,13 +334,6 @@ mod avx512 {
     }
 }
 
-/// A matrix view for [`mm`]: pointer, row stride, column stride (in elements).
-#[derive(Clone, Copy)]
-struct Mat(*const f32, usize, usize);
-// SAFETY: a read-only view of data that outlives the parallel section using it.
-unsafe impl Send for Mat {}
-unsafe impl Sync for Mat {}
-
 /// `dst (m × n) = [dst +] lhs (m × k) · rhs (k × n)`, single-threaded (the callers are parallel);
 /// in bf16 with f32 accumulation where `bf16` (see the module docs).
 ///
@@ -356,20 +349,15 @@ unsafe fn mm(
     dst: *mut f32,
     d_rs: usize,
     acc: bool,
-    l: Mat,
-    r: Mat,
+    l: View,
+    r: View,
 ) {
     if m == 0 || n == 0 {
         return;
     }
     if bf16 {
-        let view = |x: Mat| bf16_gemm::View {
-            ptr: x.0,
-            rs: x.1,
-            cs: x.2,
-        };
         // SAFETY: forwarded contract.
-        return unsafe { bf16_gemm::gemm(m, n, k, dst, d_rs, acc, view(l), view(r)) };
+        return unsafe { bf16_gemm::gemm(m, n, k, dst, d_rs, acc, l, r) };
     }
     if k == 0 {
         if !acc {
@@ -390,12 +378,12 @@ unsafe fn mm(
             1,
             d_rs as isize,
             acc,
-            l.0,
-            l.2 as isize,
-            l.1 as isize,
-            r.0,
-            r.2 as isize,
-            r.1 as isize,
+            l.ptr,
+            l.cs as isize,
+            l.rs as isize,
+            r.ptr,
+            r.cs as isize,
+            r.rs as isize,
             1.0f32,
             1.0f32,
             false,
@@ -622,7 +610,7 @@ fn run_dense(job: &Job) -> Out {
     let z = z_masked.as_deref().or(job.z);
     // out (rows × cols) = lhs (rows × inner) · rhs (inner × cols), then the bias (of channel
     // j / plane for column j) and the ReLU, where asked
-    let product = |rows: usize, cols: usize, inner: usize, lhs: Mat, rhs: Mat, epilogue| {
+    let product = |rows: usize, cols: usize, inner: usize, lhs: View, rhs: View, epilogue| {
         let (bias, relu, plane): (Option<&[f32]>, bool, usize) = epilogue;
         let mut out = vec![0.0f32; rows * cols];
         let dst = SyncPtr(out.as_mut_ptr());
@@ -634,7 +622,7 @@ fn run_dense(job: &Job) -> Out {
                 // SAFETY: columns c0 .. c1 of out are this item's alone; the views are in
                 // bounds of their operands.
                 unsafe {
-                    let rhs = Mat(rhs.0.add(c0 * rhs.2), rhs.1, rhs.2);
+                    let rhs = View::new(rhs.ptr.add(c0 * rhs.cs), rhs.rs, rhs.cs);
                     mm(
                         bf16,
                         rows,
@@ -667,17 +655,31 @@ fn run_dense(job: &Job) -> Out {
     let z_out = job.f.then(|| {
         let a = a.expect("big side");
         let epilogue = (job.bias, job.relu, 1);
-        product(b, o, n, Mat(a.as_ptr(), n, 1), Mat(w, 1, n), epilogue)
+        product(
+            b,
+            o,
+            n,
+            View::new(a.as_ptr(), n, 1),
+            View::new(w, 1, n),
+            epilogue,
+        )
     });
     let a_out = job.gk.then(|| {
         let z = z.expect("small side");
         let epilogue = (job.bias, job.relu, g.k * g.k);
-        product(b, n, o, Mat(z.as_ptr(), o, 1), Mat(w, n, 1), epilogue)
+        product(
+            b,
+            n,
+            o,
+            View::new(z.as_ptr(), o, 1),
+            View::new(w, n, 1),
+            epilogue,
+        )
     });
     let dw = job.kk.then(|| {
         let (a, z) = (a.expect("big side"), z.expect("small side"));
-        let zt = Mat(z.as_ptr(), 1, o);
-        product(o, n, b, zt, Mat(a.as_ptr(), n, 1), (None, false, 1))
+        let zt = View::new(z.as_ptr(), 1, o);
+        product(o, n, b, zt, View::new(a.as_ptr(), n, 1), (None, false, 1))
     });
     let db = job.db.map(|side| match side {
         Side::Small => {
@@ -749,9 +751,9 @@ unsafe fn run_chunk(
             im2col(&g, img, col, np, i * p);
         }
     }
-    let colm = Mat(col.as_ptr(), np, 1);
+    let colm = View::new(col.as_ptr(), np, 1);
     if job.f {
-        let wm = Mat(job.w.as_ptr(), ckk, 1);
+        let wm = View::new(job.w.as_ptr(), ckk, 1);
         // images b0 .. b0 + n of the small-side output are this chunk's alone
         // SAFETY: in bounds of the output's allocation.
         let out = unsafe { zp.get().add(b0 * small) };
@@ -783,7 +785,7 @@ unsafe fn run_chunk(
     }
     let z = job.z.expect("small side");
     let zc = if n == 1 && job.z_mask.is_none() {
-        Mat(z[b0 * small..].as_ptr(), p, 1)
+        View::new(z[b0 * small..].as_ptr(), p, 1)
     } else {
         grow(zt, o * np);
         for i in 0..n {
@@ -799,12 +801,12 @@ unsafe fn run_chunk(
                 }
             }
         }
-        Mat(zt.as_ptr(), np, 1)
+        View::new(zt.as_ptr(), np, 1)
     };
     if job.db == Some(Side::Small) {
         for (oc, d) in db.iter_mut().enumerate() {
             // SAFETY: row oc of zc holds np floats.
-            let row = unsafe { std::slice::from_raw_parts(zc.0.add(oc * zc.1), np) };
+            let row = unsafe { std::slice::from_raw_parts(zc.ptr.add(oc * zc.rs), np) };
             *d += row.iter().sum::<f32>();
         }
     }
@@ -821,13 +823,13 @@ unsafe fn run_chunk(
                 ckk,
                 true,
                 zc,
-                Mat(col.as_ptr(), 1, np),
+                View::new(col.as_ptr(), 1, np),
             )
         };
     }
     if job.gk {
         // col (ckk × np) = Wᵀ (ckk × o) · zc (o × np); K above is done with col.
-        let wt = Mat(job.w.as_ptr(), 1, ckk);
+        let wt = View::new(job.w.as_ptr(), 1, ckk);
         // SAFETY: col holds ckk × np and overlaps neither w nor zc.
         unsafe { mm(job.bf16, ckk, np, o, col.as_mut_ptr(), np, false, wt, zc) };
         for i in 0..n {
