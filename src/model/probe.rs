@@ -257,53 +257,68 @@ impl ProbeReport {
     }
 }
 
-/// Reparameterised latent samples μ + σ·ε of images (each `channels × 64 × 64` bytes),
-/// `n × LATENT`, with ε from `rng`.
-pub fn latent_samples(
+/// What the encoder makes of a set of images, each `n × LATENT`.
+pub struct Encoded {
+    /// Reparameterised samples μ + σ·ε (what the latent modules train on).
+    pub z: Vec<f32>,
+    pub mean: Vec<f32>,
+    pub log_std: Vec<f32>,
+}
+
+/// Encodes images (each `channels × 64 × 64` bytes) once: means, log-stds and samples with ε
+/// from `rng`.
+pub fn encode_frames(
     agent: &Agent,
     images: &[&[u8]],
     rng: &mut TensorRng,
-) -> candle_core::Result<Vec<f32>> {
-    let mut out = Vec::with_capacity(images.len() * LATENT);
+) -> candle_core::Result<Encoded> {
+    let cap = images.len() * LATENT;
+    let mut out = Encoded {
+        z: Vec::with_capacity(cap),
+        mean: Vec::with_capacity(cap),
+        log_std: Vec::with_capacity(cap),
+    };
     for chunk in images.chunks(BATCH) {
         let px: Vec<f32> = chunk.iter().flat_map(|b| to_unit(b)).collect();
         let x = image_tensor(px, agent.spec.channels, &agent.device)?;
         let eps = rng.normal((chunk.len(), LATENT), &agent.device)?;
-        let z = agent.vae.encode(&x, &eps)?;
-        out.extend(z.flatten_all()?.to_vec1::<f32>()?);
+        let (mean, log_std) = agent.vae.encode_dist(&x)?;
+        let z = (&mean + log_std.exp()?.mul(&eps)?)?;
+        out.z.extend(z.flatten_all()?.to_vec1::<f32>()?);
+        out.mean.extend(mean.flatten_all()?.to_vec1::<f32>()?);
+        out.log_std.extend(log_std.flatten_all()?.to_vec1::<f32>()?);
     }
     Ok(out)
 }
 
-/// The share of the latent samples' variance that is the encoder's own noise: per dimension
-/// mean σ² / (variance of μ + mean σ²), averaged over dimensions. Near 0 the samples are
-/// almost the means (the latent modules see little smoothing); near 1 they are mostly noise.
-pub fn noise_share(agent: &Agent, images: &[&[u8]]) -> candle_core::Result<f64> {
-    let (mut mu, mut var) = (Vec::new(), Vec::new());
-    for chunk in images.chunks(BATCH) {
-        let px: Vec<f32> = chunk.iter().flat_map(|b| to_unit(b)).collect();
-        let x = image_tensor(px, agent.spec.channels, &agent.device)?;
-        let (m, log_std) = agent.vae.encode_dist(&x)?;
-        mu.extend(m.flatten_all()?.to_vec1::<f32>()?);
-        var.extend((log_std * 2.0)?.exp()?.flatten_all()?.to_vec1::<f32>()?);
+impl Encoded {
+    /// The share of the samples' variance that is the encoder's own noise: per dimension mean
+    /// σ² / (variance of μ + mean σ²), averaged over dimensions. Near 0 the samples are almost
+    /// the means (the latent modules see little smoothing); near 1 they are mostly noise.
+    pub fn noise_share(&self) -> f64 {
+        let n = (self.mean.len() / LATENT).max(1) as f64;
+        let col = |v: &[f32], d: usize| -> Vec<f64> {
+            v.iter()
+                .skip(d)
+                .step_by(LATENT)
+                .map(|&x| x as f64)
+                .collect()
+        };
+        let share = (0..LATENT)
+            .map(|d| {
+                let mean = col(&self.mean, d);
+                let m = mean.iter().sum::<f64>() / n;
+                let spread = mean.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n;
+                let noise = col(&self.log_std, d)
+                    .iter()
+                    .map(|ls| (2.0 * ls).exp())
+                    .sum::<f64>()
+                    / n;
+                noise / (spread + noise).max(1e-12)
+            })
+            .sum::<f64>();
+        share / LATENT as f64
     }
-    let n = (mu.len() / LATENT).max(1) as f64;
-    let share = (0..LATENT)
-        .map(|d| {
-            let col = |v: &'_ [f32]| -> Vec<f64> {
-                v.iter()
-                    .skip(d)
-                    .step_by(LATENT)
-                    .map(|&x| x as f64)
-                    .collect()
-            };
-            let mean = col(&mu).iter().sum::<f64>() / n;
-            let spread = col(&mu).iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
-            let noise = col(&var).iter().sum::<f64>() / n;
-            noise / (spread + noise).max(1e-12)
-        })
-        .sum::<f64>();
-    Ok(share / LATENT as f64)
 }
 
 /// Errors of [`probe`].
@@ -357,19 +372,16 @@ pub fn probe(
         )));
     }
     let mut rng = TensorRng::new(PROBE_SEED);
-    let lin = LinearProbe::fit(
-        &latent_samples(agent, &train_img, &mut rng)?,
-        &train_y,
-        outputs,
-    );
-    let test_z = latent_samples(agent, &test_img, &mut rng)?;
+    let train = encode_frames(agent, &train_img, &mut rng)?;
+    let lin = LinearProbe::fit(&train.z, &train_y, outputs);
+    let test_z = encode_frames(agent, &test_img, &mut rng)?.z;
     let pred: Vec<f64> = test_z.chunks(LATENT).flat_map(|z| lin.predict(z)).collect();
     let r2 = r_squared(&pred, &test_y, outputs);
     Ok(ProbeReport {
         env: kind,
         train_frames: train_img.len(),
         held_out_frames: test_img.len(),
-        noise_share: Some(noise_share(agent, &train_img)?),
+        noise_share: Some(train.noise_share()),
         quantities: quantity_names(kind)
             .iter()
             .map(|n| n.to_string())
@@ -434,10 +446,15 @@ mod tests {
             .map(|_| (0..3 * 64 * 64).map(|_| rng.random()).collect())
             .collect();
         let refs: Vec<&[u8]> = images.iter().map(|v| v.as_slice()).collect();
+        let noise_share = |agent: &Agent| {
+            encode_frames(agent, &refs, &mut TensorRng::new(0))
+                .unwrap()
+                .noise_share()
+        };
         agent.set_vae_log_std_bias(-20.0).unwrap();
-        assert!(noise_share(&agent, &refs).unwrap() < 1e-6);
+        assert!(noise_share(&agent) < 1e-6);
         agent.set_vae_log_std_bias(20.0).unwrap();
-        assert!(noise_share(&agent, &refs).unwrap() > 1.0 - 1e-6);
+        assert!(noise_share(&agent) > 1.0 - 1e-6);
     }
 
     #[test]
