@@ -56,7 +56,7 @@ pub(super) fn available() -> bool {
 
 /// The bf16 bits of `x`, rounded to nearest even like `vcvtne2ps2bf16` (which also flushes
 /// subnormal inputs to zero and quiets NaNs).
-pub(super) fn bf16_bits(x: f32) -> u16 {
+pub(crate) fn bf16_bits(x: f32) -> u16 {
     let b = x.to_bits();
     if x.is_nan() {
         return ((b >> 16) | 0x40) as u16;

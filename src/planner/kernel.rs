@@ -9,26 +9,38 @@
 //!
 //! Each operation has an AVX-512 version, picked at run time, and a portable one (the `gemm`
 //! crate and plain loops). AVX-512 matters: the `gemm` crate as built here uses 256-bit vectors,
-//! half of what the cores can multiply per cycle.
+//! half of what the cores can multiply per cycle. A layer packed in [`Precision::Bf16`] runs
+//! the bf16 variant of the dense kernel instead ([`super::bf16_dense`]).
 
 use crate::cpu::avx512;
+use crate::model::conv::Precision;
 
 /// f32 lanes of one AVX-512 vector.
 pub const LANES: usize = 16;
-/// Outputs per packed weight panel.
-const PANEL: usize = 8;
+/// Outputs per packed weight panel (even: [`super::bf16_dense`] pairs outputs within a panel).
+pub(super) const PANEL: usize = 8;
 
 /// A dense layer `W·x + b` with `k` inputs and `n` outputs, its weights laid out for the kernel
 /// that will run it.
 #[derive(Clone, Debug)]
 pub struct PackedLayer {
-    k: usize,
-    n: usize,
-    /// `data` holds panels of 8 outputs (the last one narrower when 8 ∤ n), each `[k][width]`,
-    /// for the AVX-512 kernel; otherwise `W` itself, `[n][k]`.
-    panels: bool,
-    data: Vec<f32>,
-    bias: Vec<f32>,
+    pub(super) k: usize,
+    pub(super) n: usize,
+    pub(super) weights: Weights,
+    pub(super) bias: Vec<f32>,
+}
+
+/// A layer's weights in the layout of the kernel that runs it.
+#[derive(Clone, Debug)]
+pub(super) enum Weights {
+    /// `W` itself, `[n][k]`, for the portable path.
+    Plain(Vec<f32>),
+    /// Panels of 8 outputs (the last one narrower when 8 ∤ n), each `[k][width]`, for the
+    /// AVX-512 kernel.
+    Panels(Vec<f32>),
+    /// The same panels in bf16 pairs, each `[⌈k/2⌉][width]`, for the AVX512-BF16 kernel (see
+    /// [`super::bf16_dense`]).
+    Bf16Panels(Vec<u32>),
 }
 
 impl PackedLayer {
@@ -37,10 +49,26 @@ impl PackedLayer {
         Self::with_layout(k, n, w, bias, avx512())
     }
 
+    /// [`PackedLayer::new`], or with `Bf16` and a CPU with AVX512-BF16, bf16 weights for
+    /// [`super::bf16_dense::dense_pairs`] (the bias stays f32).
+    pub fn with_precision(k: usize, n: usize, w: &[f32], bias: &[f32], p: Precision) -> Self {
+        if !bf16_runs(p) {
+            return Self::new(k, n, w, bias);
+        }
+        assert_eq!(w.len(), k * n, "weights of a {k}→{n} layer");
+        assert_eq!(bias.len(), n, "bias of a {k}→{n} layer");
+        Self {
+            k,
+            n,
+            weights: Weights::Bf16Panels(super::bf16_dense::pack(k, n, w)),
+            bias: bias.to_vec(),
+        }
+    }
+
     fn with_layout(k: usize, n: usize, w: &[f32], bias: &[f32], panels: bool) -> Self {
         assert_eq!(w.len(), k * n, "weights of a {k}→{n} layer");
         assert_eq!(bias.len(), n, "bias of a {k}→{n} layer");
-        let data = if panels {
+        let weights = if panels {
             let mut data = vec![0f32; k * n];
             for (c, row) in w.chunks_exact(k).enumerate() {
                 let p0 = c / PANEL * PANEL;
@@ -49,16 +77,24 @@ impl PackedLayer {
                     data[p0 * k + kk * width + c - p0] = v;
                 }
             }
-            data
+            Weights::Panels(data)
         } else {
-            w.to_vec()
+            Weights::Plain(w.to_vec())
         };
         Self {
             k,
             n,
-            panels,
-            data,
+            weights,
             bias: bias.to_vec(),
+        }
+    }
+
+    /// The arithmetic this layer runs in: `Bf16` only where it was asked for and the CPU has
+    /// AVX512-BF16.
+    pub fn precision(&self) -> Precision {
+        match self.weights {
+            Weights::Bf16Panels(_) => Precision::Bf16,
+            _ => Precision::F32,
         }
     }
 
@@ -73,8 +109,14 @@ impl PackedLayer {
     }
 }
 
+/// Whether layers packed for precision `p` run in bf16: `p` is `Bf16` and the CPU has
+/// AVX512-BF16.
+pub fn bf16_runs(p: Precision) -> bool {
+    p == Precision::Bf16 && crate::cpu::avx512_bf16()
+}
+
 /// `out = act(W·x + b)` for `rows` rows: `x` has `k` features `ldx` apart, `out` gets `n`
-/// features `ldo` apart (each `rows` long).
+/// features `ldo` apart (each `rows` long). The layer must be packed in f32.
 pub fn dense(
     x: &[f32],
     ldx: usize,
@@ -97,7 +139,7 @@ pub fn dense(
         "dense: output too short"
     );
     #[cfg(target_arch = "x86_64")]
-    if layer.panels {
+    if let Weights::Panels(panels) = &layer.weights {
         // SAFETY: panels are only laid out where AVX-512F is present; the asserts above bound
         // every access.
         unsafe {
@@ -107,7 +149,7 @@ pub fn dense(
                 rows,
                 k,
                 n,
-                layer.data.as_ptr(),
+                panels.as_ptr(),
                 layer.bias.as_ptr(),
                 out.as_mut_ptr(),
                 ldo,
@@ -116,6 +158,10 @@ pub fn dense(
         };
         return;
     }
+    // (panels exist only where the branch above takes them)
+    let Weights::Plain(data) = &layer.weights else {
+        panic!("dense: a bf16 layer runs in bf16_dense::dense_pairs");
+    };
     for (j, &b) in layer.bias.iter().enumerate() {
         out[j * ldo..j * ldo + rows].fill(b);
     }
@@ -129,7 +175,7 @@ pub fn dense(
             1,
             ldo as isize,
             true,
-            layer.data.as_ptr(),
+            data.as_ptr(),
             1,
             k as isize,
             x.as_ptr(),

@@ -8,12 +8,14 @@
 //! - [`models`]: the [`LatentModels`] seam between the planner and the networks, with a portable
 //!   tensor rollout that any implementation gets for free.
 //! - [`fused`] and [`kernel`]: the agent's CPU fast path (the whole rollout of a group of
-//!   candidates in cache, on every core).
+//!   candidates in cache, on every core); [`bf16_dense`]: its dense layers in bf16, where the
+//!   process-wide precision ([`crate::model::conv::set_precision`]) asks for it.
 //! - [`record`]: the [`PlanRecord`] the views draw.
 //! - [`spread`]: the chosen plan's particles and the models' disagreement along it.
 //! - [`ablation`]: the paper's [`Ablation`]s (no safe set, no constraints).
 
 pub mod ablation;
+pub mod bf16_dense;
 pub mod cem;
 pub mod fused;
 pub mod kernel;
