@@ -61,9 +61,9 @@ pub struct Config {
     pub replay: ReplayConfig,
     /// Planner settings (LS3_SPEC §4) — the place reserved for the planner's issue.
     pub planner: PlannerConfig,
-    /// Arithmetic of the VAE's convolution products: `f32`, or `bf16` operands with f32
-    /// accumulation where the CPU has AVX512-BF16 (f32 elsewhere). Applied process-wide when a
-    /// trainer is built ([`crate::model::conv::set_precision`]).
+    /// Arithmetic of the VAE's convolution products and of the planner's dense layers: `f32`, or
+    /// `bf16` operands with f32 accumulation where the CPU has AVX512-BF16 (f32 elsewhere).
+    /// Applied process-wide when a trainer is built ([`crate::model::conv::set_precision`]).
     pub precision: Precision,
 }
 

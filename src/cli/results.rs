@@ -26,8 +26,8 @@ pub struct ResultsArgs {
     /// Online rounds of each run (default: the preset's).
     #[arg(long)]
     pub rounds: Option<usize>,
-    /// Arithmetic of the VAE's convolutions: f32, or bf16 products with f32 accumulation
-    /// (AVX512-BF16; f32 where the CPU lacks it). Overrides the configuration's `precision` and
+    /// Arithmetic of the VAE's convolutions and the planner's dense layers: f32, or bf16
+    /// products with f32 accumulation (AVX512-BF16; f32 where the CPU lacks it). Overrides the configuration's `precision` and
     /// is saved with the run's configuration.
     #[arg(long, value_enum)]
     pub precision: Option<ls3::config::Precision>,

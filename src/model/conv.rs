@@ -46,7 +46,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::bf16_gemm::{self, View};
 
-/// Arithmetic of the convolutions' matrix products (see the module docs).
+/// Arithmetic of the convolutions' matrix products (see the module docs); the planner's dense
+/// layers read it too.
 #[derive(
     Clone,
     Copy,

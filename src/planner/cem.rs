@@ -13,6 +13,7 @@ use super::rollout::{Rollout, RolloutStats};
 use super::spread;
 use super::{Fallback, PlannerConfig};
 use crate::env::EnvKind;
+use crate::model::conv::Precision;
 use crate::valid::Valid;
 use candle_core::Tensor;
 use rand::rngs::StdRng;
@@ -151,9 +152,10 @@ pub struct Planner {
     bound: f32,
     rng: StdRng,
     warm: Option<Gaussian>,
-    /// The models' packed weights and the weights version they were packed from
-    /// ([`LatentModels::weights_version`]): packed once per version, not once per action.
-    packed: Option<(u64, Arc<FusedModels>)>,
+    /// The models' packed weights and the weights version and process-wide precision they were
+    /// packed for ([`LatentModels::weights_version`], [`crate::model::conv::precision`]): packed
+    /// once per version and precision, not once per action.
+    packed: Option<((u64, Precision), Arc<FusedModels>)>,
 }
 
 impl Planner {
@@ -187,12 +189,15 @@ impl Planner {
         self.warm = None;
     }
 
-    /// The models' packed weights, from the cache while their weights version is unchanged.
+    /// The models' packed weights, from the cache while their weights version and the precision
+    /// are unchanged.
     fn packed<M: LatentModels + ?Sized>(
         &mut self,
         models: &M,
     ) -> candle_core::Result<Option<Arc<FusedModels>>> {
-        let version = models.weights_version();
+        let version = models
+            .weights_version()
+            .map(|v| (v, crate::model::conv::precision()));
         if let (Some(v), Some((cached, fused))) = (version, &self.packed)
             && *cached == v
         {
@@ -854,6 +859,51 @@ mod tests {
             (a, rec),
             "the same seed plans the same on the fused path"
         );
+    }
+
+    #[test]
+    fn a_bf16_planner_call_scores_its_candidates_like_the_f32_call() {
+        if !crate::cpu::avx512_bf16() {
+            eprintln!("skipped: this CPU lacks AVX512-BF16");
+            return;
+        }
+        let agent = Agent::new(AgentSpec::for_env(EnvKind::Navigation), &Device::Cpu, 0).unwrap();
+        let z0 = Tensor::full(0.1f32, (1, 32), &Device::Cpu).unwrap();
+        // One scored iteration: both calls score the same candidates with the same noise, so
+        // their best scores, and the k-th best for every k, differ by at most the largest
+        // per-candidate difference.
+        let cfg = valid(PlannerConfig {
+            population: 300,
+            elites: 30,
+            iterations: 1,
+            particles: 5,
+            horizon: 3,
+            ignore_safe_set: true,
+            ignore_constraints: true,
+            ..PlannerConfig::default()
+        });
+        let (_, f) = Planner::for_env(EnvKind::Navigation, 4)
+            .plan(&agent, &z0, &cfg)
+            .unwrap();
+        let (_, b) = Planner::for_env(EnvKind::Navigation, 4)
+            .plan(&crate::planner::testing::InBf16(&agent), &z0, &cfg)
+            .unwrap();
+        let (fe, be) = (
+            &f.candidates.as_ref().unwrap().elite_scores,
+            &b.candidates.as_ref().unwrap().elite_scores,
+        );
+        // (0.4 % of the elites' spread here)
+        let spread = fe[0] - fe[fe.len() - 1];
+        assert_eq!(fe.len(), be.len());
+        assert!(
+            (f.score - b.score).abs() <= 0.02 * spread,
+            "{} vs {}",
+            f.score,
+            b.score
+        );
+        for (k, (x, y)) in fe.iter().zip(be).enumerate() {
+            assert!((x - y).abs() <= 0.02 * spread, "{k}-th best: {x} vs {y}");
+        }
     }
 
     /// The agent, counting how often the planner packs it.

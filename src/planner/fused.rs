@@ -6,10 +6,17 @@
 //!
 //! Inside a group every activation is feature-major (see [`super::kernel`]): row `c·P + q` is
 //! particle `q` of the group's candidate `c`.
+//!
+//! Models packed in [`Precision::Bf16`] run their dense layers in bf16 ([`super::bf16_dense`]):
+//! each MLP converts its input to bf16 pairs, its layers hand pairs to each other, and its last
+//! layer writes f32. Latents, noise, the Gaussian step, the heads' one-output layers and every
+//! summary stay f32.
 
+use super::bf16_dense::{Out, dense_pairs, to_pairs};
 use super::kernel::{PackedLayer, dense, dot, gaussian_step};
 use super::rollout::{Rollout, RolloutStats, delta_scale};
 use crate::model::agent::{Agent, ModuleKind};
+use crate::model::conv::Precision;
 use crate::model::mlp::Mlp;
 use candle_core::{Result, Tensor};
 use std::sync::Mutex;
@@ -74,7 +81,7 @@ fn host_linear(w: &Tensor, b: Option<&Tensor>) -> Result<HostLinear> {
 }
 
 impl Head {
-    fn new(net: &Mlp) -> Result<Self> {
+    fn new(net: &Mlp, precision: Precision) -> Result<Self> {
         let layers: Vec<HostLinear> = net
             .layers()
             .iter()
@@ -89,7 +96,7 @@ impl Head {
         Ok(Self {
             hidden: hidden
                 .iter()
-                .map(|h| PackedLayer::new(h.k, h.n, &h.w, &h.b))
+                .map(|h| PackedLayer::with_precision(h.k, h.n, &h.w, &h.b, precision))
                 .collect(),
             out_w: last.w.clone(), // one output: its weight row
             out_b: last.b[0],
@@ -98,7 +105,7 @@ impl Head {
 
     /// Widest hidden layer.
     fn width(&self) -> usize {
-        self.hidden.iter().map(|l| l.n()).max().unwrap_or(0)
+        widest(&self.hidden)
     }
 }
 
@@ -108,7 +115,7 @@ fn logits(
     z: &[f32],
     ldz: usize,
     rows: usize,
-    bufs: &mut [Vec<f32>; 2],
+    bufs: &mut Buffers,
     out: &mut [f32],
     ldo: usize,
 ) {
@@ -121,6 +128,18 @@ fn logits(
     }
 }
 
+/// The widest input or output of `layers`.
+fn widest(layers: &[PackedLayer]) -> usize {
+    layers.iter().map(|l| l.k().max(l.n())).max().unwrap_or(0)
+}
+
+/// Activations between layers: f32 features, and the bf16 pairs of bf16 layers.
+#[derive(Debug)]
+struct Buffers {
+    f32: [Vec<f32>; 2],
+    pairs: [Vec<u32>; 2],
+}
+
 /// Runs `layers` on `rows` rows of `x` (features `ldx` apart), ReLU after each layer except the
 /// last unless `relu_last`; returns the output and its feature stride (`rows`).
 fn forward<'a>(
@@ -128,10 +147,16 @@ fn forward<'a>(
     x: &'a [f32],
     ldx: usize,
     rows: usize,
-    bufs: &'a mut [Vec<f32>; 2],
+    bufs: &'a mut Buffers,
     relu_last: bool,
 ) -> (&'a [f32], usize) {
-    let [a, b] = bufs;
+    if layers
+        .first()
+        .is_some_and(|l| l.precision() == Precision::Bf16)
+    {
+        return forward_bf16(layers, x, ldx, rows, bufs, relu_last);
+    }
+    let [a, b] = &mut bufs.f32;
     for (i, layer) in layers.iter().enumerate() {
         let relu = relu_last || i + 1 < layers.len();
         match i {
@@ -145,6 +170,35 @@ fn forward<'a>(
         n if n % 2 == 1 => (&a[..], rows),
         _ => (&b[..], rows),
     }
+}
+
+/// [`forward`] for layers packed in bf16: `x` converted to pairs once, pairs between the
+/// layers, the last layer's output in f32.
+fn forward_bf16<'a>(
+    layers: &[PackedLayer],
+    x: &[f32],
+    ldx: usize,
+    rows: usize,
+    bufs: &'a mut Buffers,
+    relu_last: bool,
+) -> (&'a [f32], usize) {
+    let [a, b] = &mut bufs.pairs;
+    to_pairs(x, ldx, rows, layers[0].k(), a, rows);
+    for (i, layer) in layers.iter().enumerate() {
+        let relu = relu_last || i + 1 < layers.len();
+        let (input, next) = if i % 2 == 0 {
+            (&*a, &mut *b)
+        } else {
+            (&*b, &mut *a)
+        };
+        let out = if i + 1 == layers.len() {
+            Out::F32(&mut bufs.f32[0])
+        } else {
+            Out::Pairs(next)
+        };
+        dense_pairs(input, rows, rows, layer, out, rows, relu);
+    }
+    (&bufs.f32[0], rows)
 }
 
 /// Per-thread buffers of one group.
@@ -161,14 +215,21 @@ struct Scratch {
     zs: Vec<f32>,
     /// Step 0's dynamics input, `[feature][candidate]`.
     first: Vec<f32>,
-    bufs: [Vec<f32>; 2],
+    bufs: Buffers,
     logits: Vec<f32>,
     out: RolloutStats,
 }
 
 impl FusedModels {
-    /// Packs the agent's latent modules (reads every weight once).
+    /// Packs the agent's latent modules (reads every weight once) for the process-wide precision
+    /// ([`crate::model::conv::precision`]).
     pub fn from_agent(agent: &Agent) -> Result<Self> {
+        Self::from_agent_with(agent, crate::model::conv::precision())
+    }
+
+    /// [`FusedModels::from_agent`] in precision `precision` (`Bf16` runs in f32 where the CPU
+    /// lacks AVX512-BF16).
+    pub fn from_agent_with(agent: &Agent, precision: Precision) -> Result<Self> {
         let (mu, std) = delta_scale(&agent.dynamics)?;
         let (mu, std) = (mu.to_vec1::<f32>()?, std.to_vec1::<f32>()?);
         let latent = mu.len();
@@ -186,7 +247,7 @@ impl FusedModels {
                 }
                 Ok(layers
                     .iter()
-                    .map(|l| PackedLayer::new(l.k, l.n, &l.w, &l.b))
+                    .map(|l| PackedLayer::with_precision(l.k, l.n, &l.w, &l.b, precision))
                     .collect())
             })
             .collect::<Result<_>>()?;
@@ -194,15 +255,15 @@ impl FusedModels {
             .value
             .online
             .iter()
-            .map(Head::new)
+            .map(|net| Head::new(net, precision))
             .collect::<Result<_>>()?;
-        terminal.push(Head::new(&agent.safe_set.online.net)?);
+        terminal.push(Head::new(&agent.safe_set.online.net, precision)?);
         Ok(Self {
             latent,
             dynamics,
             step: vec![
-                Head::new(&agent.constraint.net)?,
-                Head::new(&agent.goal.net)?,
+                Head::new(&agent.constraint.net, precision)?,
+                Head::new(&agent.goal.net, precision)?,
             ],
             terminal,
             scratch: (0..=candle_core::utils::barrier_pool().n_workers())
@@ -211,17 +272,26 @@ impl FusedModels {
         })
     }
 
+    /// The arithmetic of the dense layers: `Bf16` where it was asked for and the CPU has
+    /// AVX512-BF16.
+    pub fn precision(&self) -> Precision {
+        self.dynamics[0][0].precision()
+    }
+
     fn scratch(&self, job: &Rollout, group: usize) -> Scratch {
         let (h, l) = (job.horizon, self.latent);
         let rows = group * job.particles;
         let widest = self
             .dynamics
             .iter()
-            .flatten()
-            .map(|x| x.n())
+            .map(|d| widest(d))
             .chain(self.step.iter().chain(&self.terminal).map(Head::width))
             .max()
             .unwrap_or(0);
+        let pairs = match self.precision() {
+            Precision::Bf16 => widest.div_ceil(2) * rows,
+            Precision::F32 => 0,
+        };
         let heads = self.step.len().max(self.terminal.len());
         Scratch {
             shape: (group, h, job.particles),
@@ -229,7 +299,10 @@ impl FusedModels {
             eps: vec![0.0; h * l * rows],
             zs: vec![0.0; h * (l + 2) * rows],
             first: vec![0.0; (l + 2) * group],
-            bufs: [vec![0.0; widest * rows], vec![0.0; widest * rows]],
+            bufs: Buffers {
+                f32: [vec![0.0; widest * rows], vec![0.0; widest * rows]],
+                pairs: [vec![0; pairs], vec![0; pairs]],
+            },
             logits: vec![0.0; heads * rows],
             out: RolloutStats::zeros(group, h, l),
         }
@@ -511,6 +584,53 @@ fn copy_group(g: &RolloutStats, all: &mut RolloutStats, c0: usize, c1: usize, h:
 mod tests {
     use super::*;
     use crate::planner::testing::{agent_with_delta_normalisation, rollout_job};
+
+    /// The largest `|a − b|` over `a`, `b`, against the spread of `b` (its largest minus its
+    /// smallest value).
+    fn error_and_spread(a: &[f32], b: &[f32]) -> (f32, f32) {
+        let err = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        let hi = b.iter().copied().fold(f32::MIN, f32::max);
+        let lo = b.iter().copied().fold(f32::MAX, f32::min);
+        (err, hi - lo)
+    }
+
+    #[test]
+    fn a_bf16_rollout_tracks_the_f32_rollout() {
+        if !crate::cpu::avx512_bf16() {
+            eprintln!("skipped: this CPU lacks AVX512-BF16");
+            return;
+        }
+        let agent = agent_with_delta_normalisation();
+        let f32s = FusedModels::from_agent_with(&agent, Precision::F32).unwrap();
+        let bf16 = FusedModels::from_agent_with(&agent, Precision::Bf16).unwrap();
+        assert_eq!(
+            (f32s.precision(), bf16.precision()),
+            (Precision::F32, Precision::Bf16)
+        );
+        for (n, p, h) in [(7, 3, 3), (9, 50, 2), (40, 7, 5), (5, 1, 1)] {
+            let job = rollout_job(n, p, h);
+            let (a, b) = (bf16.rollout(&job).unwrap(), f32s.rollout(&job).unwrap());
+            for (name, a, b) in [
+                ("value", &a.value, &b.value),
+                ("safe set", &a.safe_set, &b.safe_set),
+                ("constraint", &a.constraint, &b.constraint),
+                ("goal", &a.goal_logit, &b.goal_logit),
+                ("latents", &a.latents, &b.latents),
+            ] {
+                // (about 0.5 % of the spread here; 0.05 % for the latents)
+                let (err, spread) = error_and_spread(a, b);
+                assert!(a.iter().all(|v| v.is_finite()), "{name}: {a:?}");
+                assert!(
+                    err <= 0.02 * spread,
+                    "{n}×{p}×{h} {name}: error {err} of {spread}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn a_job_the_models_cannot_imagine_is_an_error_not_a_panic() {

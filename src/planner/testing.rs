@@ -1,12 +1,15 @@
 //! Fixtures for the planner's tests: [`Toy`], hand-built latent models (a 2-d latent moved
 //! exactly by the action, z′ = z + a, a linear value, and constraint, safe-set and goal logits
 //! that are steep steps in x; every rollout is recorded so tests can count and inspect them),
-//! and a real agent with a rollout job for comparing the fused and tensor rollouts.
+//! a real agent with a rollout job for comparing the fused and tensor rollouts, and [`InBf16`],
+//! an agent whose fast path runs in bf16.
 
+use super::fused::FusedModels;
 use super::models::{LatentModels, tensor_rollout};
 use super::rollout::{Rollout, RolloutStats};
 use crate::env::EnvKind;
 use crate::model::agent::{Agent, AgentSpec, ModuleKind};
+use crate::model::conv::Precision;
 use candle_core::{DType, Device, Result, Tensor};
 use std::cell::RefCell;
 
@@ -148,5 +151,33 @@ pub fn rollout_job(population: usize, particles: usize, horizon: usize) -> Rollo
         particles,
         members: (0..horizon).map(|t| (t * 3 + 1) % 5).collect(),
         noise_seed: 11,
+    }
+}
+
+/// The agent with its fast path packed in bf16 whatever the process-wide precision (which tests
+/// leave alone: other tests run beside them).
+pub struct InBf16<'a>(pub &'a Agent);
+
+impl LatentModels for InBf16<'_> {
+    fn device(&self) -> &Device {
+        LatentModels::device(self.0)
+    }
+    fn dynamics_members(&self) -> usize {
+        self.0.dynamics_members()
+    }
+    fn dynamics(&self, m: usize, z: &Tensor, a: &Tensor) -> Result<(Tensor, Tensor)> {
+        LatentModels::dynamics(self.0, m, z, a)
+    }
+    fn step_heads(&self, z: &Tensor) -> Result<Tensor> {
+        self.0.step_heads(z)
+    }
+    fn final_heads(&self, z: &Tensor) -> Result<Tensor> {
+        self.0.final_heads(z)
+    }
+    fn packed(&self) -> Result<Option<FusedModels>> {
+        FusedModels::from_agent_with(self.0, Precision::Bf16).map(Some)
+    }
+    fn weights_version(&self) -> Option<u64> {
+        Some(self.0.weights_version())
     }
 }
