@@ -110,6 +110,11 @@ pub fn dense_pairs(
             )
         };
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (w, out, relu);
+        unreachable!("bf16 panels are packed only on x86-64 with AVX512-BF16");
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
