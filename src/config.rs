@@ -257,11 +257,21 @@ pub use crate::valid::{ConfigError, Valid, Validate};
 /// quick preset's where it has none: what `ls3 eval`, `ls3 plan-check` and the app plan with by
 /// default. Checked, since the file may have been edited.
 pub fn saved_planner(meta: &AgentMeta) -> Result<Valid<PlannerConfig>, ConfigError> {
+    saved_config(meta)
+        .map_or_else(|| Config::quick(meta.spec.env).planner, |c| c.planner)
+        .validated()
+}
+
+/// The precision saved with an agent (f32 where it has no configuration).
+pub fn saved_precision(meta: &AgentMeta) -> Precision {
+    saved_config(meta).map_or(Precision::F32, |c| c.precision)
+}
+
+/// The run configuration saved in an agent's `agent.json`, if it has a readable one.
+fn saved_config(meta: &AgentMeta) -> Option<Config> {
     meta.config
         .get("config")
         .and_then(|c| serde_json::from_value::<Config>(c.clone()).ok())
-        .map_or_else(|| Config::quick(meta.spec.env).planner, |c| c.planner)
-        .validated()
 }
 
 impl Config {
@@ -702,6 +712,28 @@ mod tests {
                 assert_eq!(back, c, "{preset} {env}");
             }
         }
+    }
+
+    #[test]
+    fn an_agents_saved_precision_and_planner_come_from_its_run_configuration() {
+        let meta = |config: serde_json::Value| -> AgentMeta {
+            let mut m = serde_json::to_value(AgentSpec::for_env(EnvKind::Reacher)).unwrap();
+            m["format"] = "ls3-agent".into();
+            m["version"] = 1.into();
+            m["architecture"] = serde_json::json!({});
+            m["config"] = config;
+            serde_json::from_value(m).unwrap()
+        };
+        let mut c = Config::quick(EnvKind::Reacher);
+        c.precision = Precision::Bf16;
+        c.planner.horizon = 7;
+        let saved = meta(serde_json::json!({ "config": c }));
+        assert_eq!(saved_precision(&saved), Precision::Bf16);
+        assert_eq!(saved_planner(&saved).unwrap().horizon, 7);
+        let bare = meta(serde_json::Value::Null);
+        assert_eq!(saved_precision(&bare), Precision::F32);
+        let quick = Config::quick(EnvKind::Reacher).planner;
+        assert_eq!(saved_planner(&bare).unwrap().into_inner(), quick);
     }
 
     #[test]

@@ -205,6 +205,11 @@ pub struct EvalArgs {
     /// Planner ablation.
     #[arg(long, value_enum, default_value_t = Ablation::None)]
     pub ablation: Ablation,
+    /// Arithmetic of the planner's dense layers and the VAE's convolutions: f32, or bf16
+    /// products with f32 accumulation (AVX512-BF16; f32 where the CPU lacks it). Default: the
+    /// `precision` of --config, else of the configuration saved with the agent, else f32.
+    #[arg(long, value_enum)]
+    pub precision: Option<ls3::config::Precision>,
 }
 
 /// `ls3 eval`: per-episode lines, then one JSON line for scripts.
@@ -212,10 +217,17 @@ pub fn eval(args: &EvalArgs) -> Result<()> {
     let device = ls3::model::default_device();
     let (agent, meta) = checkpoint::load(&args.checkpoint_folder, None, &device)?;
     let env = meta.spec.env;
-    let mut planner = match &args.config {
-        Some(path) => read_file(path)?.into_inner().planner,
-        None => ls3::config::saved_planner(&meta)?.into_inner(),
+    let (mut planner, precision) = match &args.config {
+        Some(path) => {
+            let c = read_file(path)?.into_inner();
+            (c.planner, c.precision)
+        }
+        None => (
+            ls3::config::saved_planner(&meta)?.into_inner(),
+            ls3::config::saved_precision(&meta),
+        ),
     };
+    ls3::model::conv::set_precision(args.precision.unwrap_or(precision));
     args.ablation.apply(&mut planner);
     let planner = planner.validated()?;
     let summaries = evaluate(&agent, env, &planner, args.episodes, args.seed, |s, _| {
