@@ -1,6 +1,7 @@
 //! The PETS-style dynamics ensemble: 5 members, each MLP(32+2 → 64, hidden 128, 2 hidden layers)
 //! predicting a Gaussian (mean, log-std) over the latent *delta* z′ − z.
 
+use super::ensemble_backprop::{EnsembleBackprop, MemberWeights, with_host_slices};
 use super::mlp::{Mlp, Stacked};
 use super::{ACTION, LATENT};
 use candle_core::{D, DType, Module, Result, Tensor};
@@ -77,6 +78,90 @@ impl Dynamics {
         gaussian_nll(&p.mean, &p.log_std, delta)
     }
 
+    /// [`nll`](Self::nll) by hand-written backprop on the CPU (f32 tensors there only): returns
+    /// the loss and leaves every member weight's gradient in `ws`, for [`grads`](Self::grads).
+    pub fn nll_backprop(
+        &self,
+        ws: &mut EnsembleBackprop,
+        z: &Tensor,
+        a: &Tensor,
+        delta: &Tensor,
+    ) -> Result<f32> {
+        let (members, batch, _) = z.dims3()?;
+        if members != self.members.len()
+            || a.dims() != [members, batch, ACTION]
+            || delta.dims() != [members, batch, LATENT]
+            || z.dims() != [members, batch, LATENT]
+        {
+            candle_core::bail!(
+                "dynamics nll: z {:?}, a {:?} and delta {:?} do not fit {} members",
+                z.dims(),
+                a.dims(),
+                delta.dims(),
+                self.members.len()
+            );
+        }
+        let layers = self.members[0].layers();
+        let mut sizes = vec![layers[0].weight().dim(1)?];
+        for layer in layers {
+            sizes.push(layer.weight().dim(0)?);
+        }
+        ws.prepare(&sizes, members, batch);
+        let mut tensors = self.param_tensors();
+        let params = tensors.len();
+        tensors.extend([z, a, delta]);
+        // the mean over members, rows and dimensions, and the constant ½·log 2π
+        let n = (members * batch * LATENT) as f64;
+        let total = with_host_slices(&tensors, |host| {
+            let (weights, data) = host.split_at(params);
+            let [z, a, delta] = data else {
+                unreachable!("three batch tensors")
+            };
+            let per_layer = 2 * layers.len();
+            let weights: Vec<MemberWeights> = weights
+                .chunks_exact(per_layer)
+                .map(|m| m.chunks_exact(2).map(|wb| (wb[0], wb[1])).collect())
+                .collect();
+            let input = |m: usize, rows: std::ops::Range<usize>, x: &mut [f32]| {
+                for (r, x) in rows.zip(x.chunks_exact_mut(LATENT + ACTION)) {
+                    let i = m * batch + r;
+                    x[..LATENT].copy_from_slice(&z[i * LATENT..(i + 1) * LATENT]);
+                    x[LATENT..].copy_from_slice(&a[i * ACTION..(i + 1) * ACTION]);
+                }
+            };
+            let head = |m: usize, rows: std::ops::Range<usize>, out: &[f32], d: &mut [f32]| {
+                let start = (m * batch + rows.start) * LATENT;
+                let x = &delta[start..start + rows.len() * LATENT];
+                gaussian_nll_rows(out, x, d, (1.0 / n) as f32)
+            };
+            ws.step(&weights, input, head)
+        })??;
+        Ok((total / n + 0.5 * (2.0 * std::f64::consts::PI).ln()) as f32)
+    }
+
+    /// Each member weight (the variable's tensor, as the optimiser knows it) with its gradient
+    /// from the last [`nll_backprop`](Self::nll_backprop) on `ws`.
+    pub fn grads<'a>(&'a self, ws: &'a EnsembleBackprop) -> Vec<(&'a Tensor, &'a [f32])> {
+        let mut out = Vec::new();
+        for (m, member) in self.members.iter().enumerate() {
+            for (l, layer) in member.layers().iter().enumerate() {
+                let (w, b) = ws.grad(m, l);
+                out.push((layer.weight(), w));
+                out.push((layer.bias().expect("layers have biases"), b));
+            }
+        }
+        out
+    }
+
+    /// Every member's weights and biases, member by member, layer by layer.
+    fn param_tensors(&self) -> Vec<&Tensor> {
+        self.members
+            .iter()
+            .flat_map(|m| m.layers())
+            .flat_map(|l| [l.weight(), l.bias().expect("layers have biases")])
+            .collect()
+    }
+
     /// Standard deviation of the delta statistics (√var), for the optional normalisation.
     pub fn delta_std(&self) -> Result<Tensor> {
         self.delta_var.sqrt()
@@ -109,10 +194,85 @@ fn split(out: &Tensor) -> Result<DeltaPrediction> {
     })
 }
 
+/// The NLL sum of rows `out` (`[mean | log-std]`, `2·LATENT` wide) against observed `x`
+/// (`LATENT` wide), without the constant; writes `scale` × its gradient with respect to `out`
+/// into `d` (the order of operations of [`gaussian_nll`]).
+fn gaussian_nll_rows(out: &[f32], x: &[f32], d: &mut [f32], scale: f32) -> f64 {
+    let mut sum = 0.0f64;
+    let rows = out.chunks_exact(2 * LATENT).zip(x.chunks_exact(LATENT));
+    for ((o, x), d) in rows.zip(d.chunks_exact_mut(2 * LATENT)) {
+        let (mean, log_std) = o.split_at(LATENT);
+        let (d_mean, d_log_std) = d.split_at_mut(LATENT);
+        let mut row = 0.0f32;
+        for j in 0..LATENT {
+            let inv_std = (-log_std[j]).exp();
+            let zj = (x[j] - mean[j]) * inv_std;
+            row += zj * zj * 0.5 + log_std[j];
+            d_mean[j] = -(scale * zj) * inv_std;
+            d_log_std[j] = scale * (1.0 - zj * zj);
+        }
+        sum += row as f64;
+    }
+    sum
+}
+
 /// Mean Gaussian NLL of `x` under N(mean, exp(log_std)²).
 pub fn gaussian_nll(mean: &Tensor, log_std: &Tensor, x: &Tensor) -> Result<Tensor> {
     let z = ((x - mean)? * log_std.neg()?.exp()?)?;
     let per = ((z.sqr()? * 0.5)? + log_std)?;
     per.mean_all()?
         .affine(1.0, 0.5 * (2.0 * std::f64::consts::PI).ln())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::rng::TensorRng;
+    use candle_core::Device;
+    use candle_nn::VarMap;
+
+    /// The largest difference of two equally long slices relative to the largest magnitude of
+    /// the second.
+    fn rel_diff(ours: &[f32], theirs: &[f32]) -> f32 {
+        assert_eq!(ours.len(), theirs.len());
+        let scale = theirs.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
+        let diff = ours.iter().zip(theirs).map(|(a, b)| (a - b).abs());
+        diff.fold(0f32, f32::max) / scale
+    }
+
+    #[test]
+    fn backprop_by_hand_gives_candle_autograds_loss_and_gradients() {
+        let dev = Device::Cpu;
+        let vars = VarMap::new();
+        let dynamics = Dynamics::new(VarBuilder::from_varmap(&vars, DType::F32, &dev)).unwrap();
+        let mut rng = TensorRng::new(7);
+        let mut ws = EnsembleBackprop::default();
+        // odd and even batches, each split over the worker threads, the buffers reused
+        for batch in [37, 256, 37] {
+            let z = rng.normal((MEMBERS, batch, LATENT), &dev).unwrap();
+            let a = rng
+                .uniform((MEMBERS, batch, ACTION), -1.0, 1.0, &dev)
+                .unwrap();
+            let delta = (rng.normal((MEMBERS, batch, LATENT), &dev).unwrap() * 0.3).unwrap();
+            let loss = dynamics.nll(&z, &a, &delta).unwrap();
+            let want = loss.to_scalar::<f32>().unwrap();
+            let got = dynamics.nll_backprop(&mut ws, &z, &a, &delta).unwrap();
+            assert!(
+                (got - want).abs() <= 1e-5 * want.abs(),
+                "loss {got} vs {want}"
+            );
+            let grads = loss.backward().unwrap();
+            let ours = dynamics.grads(&ws);
+            assert_eq!(ours.len(), MEMBERS * 3 * 2);
+            for (i, (t, g)) in ours.into_iter().enumerate() {
+                let theirs = grads.get(t).expect("candle's gradient");
+                let theirs = theirs.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let d = rel_diff(g, &theirs);
+                assert!(
+                    d < 1e-5,
+                    "batch {batch}, tensor {i}: relative difference {d}"
+                );
+            }
+        }
+    }
 }

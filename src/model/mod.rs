@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod classifier;
 pub mod conv;
 pub mod dynamics;
+pub mod ensemble_backprop;
 pub mod frames;
 pub mod init;
 pub mod mlp;
