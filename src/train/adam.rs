@@ -7,7 +7,8 @@
 use crate::files::write_atomic;
 use crate::model::checkpoint::CheckpointError;
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, DType, Device, InplaceOp2, Layout, Result, Tensor, Var, bail};
+use candle_core::bail;
+use candle_core::{CpuStorage, DType, Device, InplaceOp1, InplaceOp2, Layout, Result, Tensor, Var};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::Path;
@@ -156,30 +157,75 @@ struct FusedUpdate<'a> {
     scalars: StepScalars,
 }
 
+impl FusedUpdate<'_> {
+    fn apply(&self, p: &mut CpuStorage, pl: &Layout, g: &[f32]) -> Result<()> {
+        let CpuStorage::F32(p) = p else {
+            bail!("adam: the fused update takes f32 weights and gradients")
+        };
+        let Some((p0, p1)) = pl.contiguous_offsets() else {
+            bail!("adam: the fused update takes contiguous weights and gradients")
+        };
+        let (mut m, mut v) = (self.m.borrow_mut(), self.v.borrow_mut());
+        let n = p1 - p0;
+        if g.len() != n || m.len() != n || v.len() != n {
+            bail!("adam: weight, gradient and moments differ in size");
+        }
+        update_slices(&mut p[p0..p1], g, &mut m, &mut v, &self.scalars);
+        Ok(())
+    }
+}
+
 impl InplaceOp2 for FusedUpdate<'_> {
     fn name(&self) -> &'static str {
         "adam-update"
     }
 
     fn cpu_fwd(&self, p: &mut CpuStorage, pl: &Layout, g: &CpuStorage, gl: &Layout) -> Result<()> {
-        let (CpuStorage::F32(p), CpuStorage::F32(g)) = (p, g) else {
-            bail!("adam: the fused update takes f32 weights and gradients")
+        let (CpuStorage::F32(g), Some((g0, g1))) = (g, gl.contiguous_offsets()) else {
+            bail!("adam: the fused update takes contiguous f32 gradients")
         };
-        let (Some((p0, p1)), Some((g0, g1))) = (pl.contiguous_offsets(), gl.contiguous_offsets())
-        else {
-            bail!("adam: the fused update takes contiguous weights and gradients")
-        };
-        let (mut m, mut v) = (self.m.borrow_mut(), self.v.borrow_mut());
-        let n = p1 - p0;
-        if g1 - g0 != n || m.len() != n || v.len() != n {
-            bail!("adam: weight, gradient and moments differ in size");
-        }
-        update_slices(&mut p[p0..p1], &g[g0..g1], &mut m, &mut v, &self.scalars);
-        Ok(())
+        self.apply(p, pl, &g[g0..g1])
+    }
+}
+
+/// [`FusedUpdate`] with the gradient given as a host slice.
+struct FusedSliceUpdate<'a> {
+    update: FusedUpdate<'a>,
+    grad: &'a [f32],
+}
+
+impl InplaceOp1 for FusedSliceUpdate<'_> {
+    fn name(&self) -> &'static str {
+        "adam-update"
+    }
+
+    fn cpu_fwd(&self, p: &mut CpuStorage, pl: &Layout) -> Result<()> {
+        self.update.apply(p, pl, self.grad)
     }
 }
 
 impl Slot {
+    /// [`update`](Self::update) with the gradient as a host slice of the variable's size.
+    fn update_slice(&mut self, grad: &[f32], s: &StepScalars) -> Result<()> {
+        match &mut self.moments {
+            Moments::Host { m, v } => {
+                let op = FusedSliceUpdate {
+                    update: FusedUpdate {
+                        m: RefCell::new(m),
+                        v: RefCell::new(v),
+                        scalars: *s,
+                    },
+                    grad,
+                };
+                self.var.as_tensor().inplace_op1(&op)
+            }
+            Moments::Tensors { .. } => {
+                let grad = Tensor::from_slice(grad, self.var.shape(), self.var.device())?;
+                self.update(&grad.to_dtype(self.var.dtype())?, s)
+            }
+        }
+    }
+
     fn update(&mut self, grad: &Tensor, s: &StepScalars) -> Result<()> {
         match &mut self.moments {
             Moments::Host { m, v } => {
@@ -251,6 +297,38 @@ impl Adam {
         for slot in &mut self.slots {
             if let Some(g) = grads.get(&slot.var) {
                 slot.update(g, &scalars)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One step with gradients as host slices, each beside its variable's tensor (matched by
+    /// identity, as in a [`GradStore`]): what hand-written backprop produces. Variables without
+    /// a gradient are left alone; nothing changes unless every gradient has its variable's size.
+    pub fn step_slices(&mut self, grads: &[(&Tensor, &[f32])]) -> Result<()> {
+        let found: Vec<Option<&[f32]>> = self
+            .slots
+            .iter()
+            .map(|slot| {
+                let id = slot.var.as_tensor().id();
+                grads.iter().find(|(t, _)| t.id() == id).map(|&(_, g)| g)
+            })
+            .collect();
+        for (slot, g) in self.slots.iter().zip(&found) {
+            if let Some(g) = g.filter(|g| g.len() != slot.var.elem_count()) {
+                bail!(
+                    "adam: the gradient of {} has {} elements, the variable {}",
+                    slot.name,
+                    g.len(),
+                    slot.var.elem_count()
+                );
+            }
+        }
+        self.step += 1;
+        let scalars = StepScalars::new(&self.params, self.step);
+        for (slot, g) in self.slots.iter_mut().zip(found) {
+            if let Some(g) = g {
+                slot.update_slice(g, &scalars)?;
             }
         }
         Ok(())
