@@ -11,6 +11,7 @@ use crate::env::IMAGE_SIZE;
 use crate::files::write_atomic;
 use crate::model::agent::{Agent, ModuleKind};
 use crate::model::checkpoint::CheckpointError;
+use crate::model::ensemble_backprop::EnsembleBackprop;
 use crate::model::rng::TensorRng;
 use crate::seed::derive;
 use candle_core::{Tensor, Var};
@@ -56,6 +57,11 @@ pub struct Trainer {
     optimizers: Vec<Adam>,
     iterations: [u64; 6],
     rngs: Vec<TensorRng>,
+    /// Buffers of the dynamics' hand-written backprop on the CPU (see [`Self::module_step`]).
+    dyn_backprop: EnsembleBackprop,
+    /// Whether the dynamics train by hand-written backprop where they can (off: always candle's
+    /// autograd, for the tests comparing the two).
+    dyn_by_hand: bool,
 }
 
 impl Trainer {
@@ -89,6 +95,8 @@ impl Trainer {
             optimizers,
             iterations: [0; 6],
             rngs,
+            dyn_backprop: EnsembleBackprop::default(),
+            dyn_by_hand: true,
         })
     }
 
@@ -282,6 +290,16 @@ impl Trainer {
                 if cfg.dynamics.normalize_deltas {
                     let (mean, std) = update_delta_stats(agent, &(&b.z_next - &b.z)?)?;
                     losses::dynamics(&agent.dynamics, &b, Some((&mean, &std)))?
+                } else if self.dyn_by_hand && device.is_cpu() {
+                    // the same loss and gradients without candle's per-op overhead
+                    let delta = (&b.z_next - &b.z)?;
+                    let dynamics = &agent.dynamics;
+                    let ws = &mut self.dyn_backprop;
+                    let value = dynamics.nll_backprop(ws, &b.z, &b.action, &delta)?;
+                    self.check_finite(m, value)?;
+                    let grads = dynamics.grads(&self.dyn_backprop);
+                    self.optimizers[m as usize].step_slices(&grads)?;
+                    return self.stepped(agent, m, value);
                 } else {
                     losses::dynamics(&agent.dynamics, &b, None)?
                 }
@@ -333,16 +351,27 @@ impl Trainer {
     /// Checks the loss, takes the Adam step, counts the iteration and refreshes target nets when
     /// due. A non-finite loss is refused before any weight changes.
     fn apply(&mut self, agent: &Agent, m: ModuleKind, loss: &Tensor) -> Result<f32, TrainError> {
-        let i = m as usize;
         let value = loss.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?;
-        if !value.is_finite() {
-            return Err(TrainError::NonFinite {
-                module: m,
-                iteration: self.iterations[i] + 1,
-                value,
-            });
+        self.check_finite(m, value)?;
+        self.optimizers[m as usize].backward_step(loss)?;
+        self.stepped(agent, m, value)
+    }
+
+    /// Refuses a non-finite loss `value` of module `m`.
+    fn check_finite(&self, m: ModuleKind, value: f32) -> Result<(), TrainError> {
+        if value.is_finite() {
+            return Ok(());
         }
-        self.optimizers[i].backward_step(loss)?;
+        Err(TrainError::NonFinite {
+            module: m,
+            iteration: self.iterations[m as usize] + 1,
+            value,
+        })
+    }
+
+    /// After module `m`'s Adam step: counts the iteration and refreshes target nets when due.
+    fn stepped(&mut self, agent: &Agent, m: ModuleKind, value: f32) -> Result<f32, TrainError> {
+        let i = m as usize;
         agent.weights_changed();
         self.iterations[i] += 1;
         let every = match m {
@@ -731,6 +760,35 @@ mod tests {
         for name in ["model.0.weight", "model.6.bias", "target.model.6.weight"] {
             assert_eq!(var(&agent_a, ss, name), var(&agent_b, ss, name), "{name}");
         }
+    }
+
+    #[test]
+    fn dynamics_by_hand_train_as_candles_autograd_does() {
+        let batch = |c: &mut Config| c.dynamics.batch = 40;
+        let (by_hand, mut a) = setup(batch);
+        let (autograd, mut b) = setup(batch);
+        b.dyn_by_hand = false;
+        let mut r = replay(60, |_| record(-1.0, false, 0.0), 0.3);
+        let dy = ModuleKind::Dyn;
+        let start = by_hand.trainable_named(dy);
+        let start: Vec<Vec<f32>> = start.iter().map(|(n, _)| var(&by_hand, dy, n)).collect();
+        let la = a.train_module(&by_hand, &mut r, dy, 10, 1, |_| {}).unwrap();
+        let lb = b
+            .train_module(&autograd, &mut r, dy, 10, 1, |_| {})
+            .unwrap();
+        for (x, y) in la.iter().zip(&lb) {
+            assert!((x - y).abs() < 1e-4 * y.abs(), "losses {la:?} vs {lb:?}");
+        }
+        assert_eq!(a.optimizer(dy).step_count(), 10);
+        let mut moved = 0f32;
+        for ((name, _), before) in by_hand.trainable_named(dy).iter().zip(&start) {
+            let (x, y) = (var(&by_hand, dy, name), var(&autograd, dy, name));
+            for ((x, y), s) in x.iter().zip(&y).zip(before) {
+                assert!((x - y).abs() < 1e-5, "{name}: {x} vs {y}");
+                moved = moved.max((x - s).abs());
+            }
+        }
+        assert!(moved > 5e-3, "ten steps move the weights ({moved})");
     }
 
     #[test]
