@@ -1,7 +1,9 @@
 //! Training-step speed of the models, the same cases as `../shared/bench/torch_ref`: one Adam
 //! step of the VAE at batch 64 and 256 (in f32, then with bf16 convolution products where the CPU
-//! has AVX512-BF16), of the dynamics ensemble at 5 × 256, and of a 200-wide classifier at 256. Run with `cargo bench --bench model_step`; compare the medians with the
-//! PyTorch script's run on the same machine. `adam_update vae` times the optimiser's update alone
+//! has AVX512-BF16), of the dynamics ensemble at 5 × 256 (through candle's autograd, then by
+//! hand-written backprop as the trainer runs it on the CPU), and of a 200-wide classifier at 256.
+//! Run with `cargo bench --bench model_step`; compare the medians with the PyTorch script's run
+//! on the same machine. `adam_update vae` times the optimiser's update alone
 //! (fixed gradients of all VAE weights): ours against candle-nn's `AdamW`.
 
 mod common;
@@ -13,6 +15,7 @@ use ls3::env::EnvKind;
 use ls3::model::agent::{Agent, AgentSpec, ModuleKind};
 use ls3::model::classifier::bce_with_logits;
 use ls3::model::conv::{Precision, conv_transpose2d_bias, conv2d_bias, set_precision};
+use ls3::model::ensemble_backprop::EnsembleBackprop;
 use ls3::model::rng::TensorRng;
 use ls3::train::adam::{Adam, AdamParams};
 
@@ -182,6 +185,11 @@ fn main() {
         time("dyn_ensemble_step 5x256", 50, || {
             let loss = agent.dynamics.nll(&z, &a, &d).unwrap();
             opt.backward_step(&loss).unwrap();
+        });
+        let mut ws = EnsembleBackprop::default();
+        time("dyn_ensemble_step 5x256 by hand", 50, || {
+            agent.dynamics.nll_backprop(&mut ws, &z, &a, &d).unwrap();
+            opt.step_slices(&agent.dynamics.grads(&ws)).unwrap();
         });
     }
 
