@@ -72,7 +72,11 @@ impl EnsembleBackprop {
         self.batch = batch;
         let threads = candle_core::utils::barrier_pool().n_workers() + 1;
         // members × parts a multiple of the threads, with parts of at least 16 rows
-        let parts = if members.is_multiple_of(threads) { 1 } else { threads };
+        let parts = if members.is_multiple_of(threads) {
+            1
+        } else {
+            threads
+        };
         let parts = parts.min(batch.div_ceil(16)).max(1);
         let widest = sizes[1..].iter().copied().max().unwrap_or(0);
         let params = self.params();
