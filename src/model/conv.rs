@@ -342,7 +342,7 @@ mod avx512 {
 /// Every view must address valid memory for its shape, and `dst` must not overlap the inputs;
 /// `bf16` only where [`bf16_gemm::available`].
 #[allow(clippy::too_many_arguments)]
-unsafe fn mm(
+pub(super) unsafe fn mm(
     bf16: bool,
     m: usize,
     n: usize,

@@ -10,6 +10,7 @@
 //! The ReLU's gradient is passed where the layer's output is positive; candle passes it where
 //! the pre-activation is ≥ 0, which differs only on exact zeros.
 
+use super::bf16_gemm::View;
 use candle_core::{CpuStorage, Layout, Result, Storage, Tensor, bail};
 use std::ops::Range;
 use std::sync::Mutex;
@@ -261,44 +262,27 @@ impl<'a> Mat<'a> {
     }
 }
 
-/// `dst (m × n, row-major) = [dst +] lhs (m × k) · rhs (k × n)`, on the calling thread.
+/// `dst (m × n, row-major) = [dst +] lhs (m × k) · rhs (k × n)`, on the calling thread: the
+/// convolutions' f32 product ([`super::conv::mm`]) behind a bounds check.
 fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], acc: bool, lhs: Mat, rhs: Mat) {
     assert!(
         dst.len() >= m * n && lhs.fits(m, k) && rhs.fits(k, n),
         "matmul operands too small for {m}×{k} · {k}×{n}"
     );
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !acc {
-            dst[..m * n].fill(0.0);
-        }
-        return;
-    }
+    let view = |a: Mat| View::new(a.data.as_ptr(), a.rs, a.cs);
     // SAFETY: every element the product reads or writes is in bounds (checked above), and
-    // `dst` is borrowed mutably, so it overlaps neither operand.
+    // `dst` is borrowed mutably, so it overlaps neither operand; f32, so no CPU requirement.
     unsafe {
-        gemm::gemm(
+        super::conv::mm(
+            false,
             m,
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            n,
             acc,
-            lhs.data.as_ptr(),
-            lhs.cs as isize,
-            lhs.rs as isize,
-            rhs.data.as_ptr(),
-            rhs.cs as isize,
-            rhs.rs as isize,
-            1.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
+            view(lhs),
+            view(rhs),
         )
     }
 }
