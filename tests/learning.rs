@@ -385,7 +385,6 @@ fn quick_trained_vae_puts_the_robot_within_four_pixels_on_held_out_frames() {
 #[test]
 fn reachers_vae_recipe_makes_the_fingertip_linearly_readable() {
     use ls3::model::probe::probe;
-    const FINGER_BAR: f64 = REACHER_FINGER_BAR;
     let kind = EnvKind::Reacher;
     let sets = kind.demo_sets();
     let demos = |seed: u64| -> Vec<Episode> {
@@ -420,7 +419,10 @@ fn reachers_vae_recipe_makes_the_fingertip_linearly_readable() {
         after[1]
     );
     for (q, (b, a)) in ["x", "y"].iter().zip(before.iter().zip(after)) {
-        assert!(a >= FINGER_BAR, "fingertip {q}: R² {a:.2} < {FINGER_BAR}");
+        assert!(
+            a >= REACHER_FINGER_BAR,
+            "fingertip {q}: R² {a:.2} < {REACHER_FINGER_BAR}"
+        );
         assert!(*b < 0.1, "fingertip {q} readable untrained: R² {b:.2}");
     }
 }
