@@ -44,6 +44,7 @@ fn job(cfg: &PlannerConfig, seed: u64) -> Rollout {
         horizon: cfg.horizon,
         particles: cfg.particles,
         members: (0..cfg.horizon).map(|t| t % 5).collect(),
+        particle_members: cfg.particle_members,
         noise_seed: seed,
     }
 }

@@ -137,6 +137,7 @@ fn imagined_with(
         horizon: actions.len(),
         particles: cfg.particles,
         members,
+        particle_members: cfg.particle_members,
         noise_seed: 0,
     };
     let stats = agent.rollout(&job)?;

@@ -63,7 +63,8 @@ pub fn score_candidates(
                 usize::from(stats.safe_set[c] < threshold)
             };
             let goals = goal.iter().filter(|&&g| g > cfg.goal_threshold).count();
-            let score = stats.value[c] - PENALTY * (violations + miss) as f32 + goals as f32;
+            let value = stats.value[c] - cfg.disagreement_penalty * stats.value_std[c];
+            let score = value - PENALTY * (violations + miss) as f32 + goals as f32;
             if nan || score.is_nan() {
                 return Score {
                     score: -PENALTY,
@@ -253,6 +254,7 @@ impl Planner {
                     horizon: h,
                     particles: cfg.particles,
                     members,
+                    particle_members: cfg.particle_members,
                     noise_seed: self.rng.random(),
                 };
                 let stats = rollout(&job)?;
@@ -513,6 +515,7 @@ mod tests {
     fn stats(value: &[f32], safe: &[f32], constraint: &[&[f32]], goal: &[&[f32]]) -> RolloutStats {
         RolloutStats {
             value: value.to_vec(),
+            value_std: vec![0.0; value.len()],
             safe_set: safe.to_vec(),
             constraint: constraint.concat(),
             goal_logit: goal.concat(),
@@ -549,6 +552,29 @@ mod tests {
             rec.actions[0], a,
             "the mean is not one of the sampled candidates"
         );
+    }
+
+    #[test]
+    fn the_disagreement_penalty_ranks_a_plan_the_models_disagree_on_lower() {
+        let mut s = stats(
+            &[1.0, 0.8],
+            &[1.0, 1.0],
+            &[&[0.0], &[0.0]],
+            &[&[0.0], &[0.0]],
+        );
+        s.value_std = vec![0.5, 0.1];
+        let scores = |k: f32| {
+            let cfg = PlannerConfig {
+                disagreement_penalty: k,
+                ..small()
+            };
+            score_candidates(&s, 1, &cfg, 0.5)
+        };
+        let plain = scores(0.0);
+        assert!(plain[0].score > plain[1].score);
+        let penalised = scores(1.0);
+        assert!((penalised[0].score - 0.5).abs() < 1e-6 && (penalised[1].score - 0.7).abs() < 1e-6);
+        assert!(penalised.iter().all(|s| s.feasible));
     }
 
     #[test]

@@ -215,6 +215,9 @@ struct Scratch {
     zs: Vec<f32>,
     /// Step 0's dynamics input, `[feature][candidate]`.
     first: Vec<f32>,
+    /// One member's particles of a step, gathered (`[feature][row]`), under
+    /// [`Rollout::particle_members`].
+    gin: Vec<f32>,
     bufs: Buffers,
     logits: Vec<f32>,
     out: RolloutStats,
@@ -299,6 +302,7 @@ impl FusedModels {
             eps: vec![0.0; h * l * rows],
             zs: vec![0.0; h * (l + 2) * rows],
             first: vec![0.0; (l + 2) * group],
+            gin: vec![0.0; (l + 2) * rows],
             bufs: Buffers {
                 f32: [vec![0.0; widest * rows], vec![0.0; widest * rows]],
                 pairs: [vec![0; pairs], vec![0; pairs]],
@@ -379,7 +383,9 @@ impl FusedModels {
                 job.horizon
             ));
         }
-        if job.members.len() != job.horizon || job.members.iter().any(|&m| m >= self.dynamics.len())
+        if !job.particle_members
+            && (job.members.len() != job.horizon
+                || job.members.iter().any(|&m| m >= self.dynamics.len()))
         {
             return fail(format!(
                 "members {:?} for a horizon of {} and {} members",
@@ -417,6 +423,12 @@ impl FusedModels {
             }
         }
         lap(&mut prof.noise);
+
+        if job.particle_members {
+            self.particle_member_steps(job, c0, cands, s);
+            lap(&mut prof.dynamics);
+            return self.heads(job, cands, s, prof, clock);
+        }
 
         // Step 0: one prediction per candidate, then its particles' samples.
         for d in 0..l {
@@ -462,6 +474,86 @@ impl FusedModels {
             }
         }
         lap(&mut prof.dynamics);
+        self.heads(job, cands, s, prof, clock);
+    }
+
+    /// The dynamics of [`Rollout::particle_members`]: each member imagines its own particles
+    /// (gathered into `s.gin`), step 0 from one prediction per candidate and member.
+    fn particle_member_steps(&self, job: &Rollout, c0: usize, cands: usize, s: &mut Scratch) {
+        let (h, p, l) = (job.horizon, job.particles, self.latent);
+        let count = self.dynamics.len();
+        let (ld, ldc) = (s.shape.0 * p, s.shape.0);
+        let step = |t: usize| t * (l + 2) * ld;
+        for d in 0..l {
+            s.first[d * ldc..d * ldc + cands].fill(job.start[d]);
+        }
+        for c in 0..cands {
+            let a = job.action(c0 + c, 0);
+            s.first[l * ldc + c] = a[0];
+            s.first[(l + 1) * ldc + c] = a[1];
+        }
+        for (m, dynamics) in self.dynamics.iter().enumerate() {
+            let (pred, lp) = forward(dynamics, &s.first, ldc, cands, &mut s.bufs, false);
+            for c in 0..cands {
+                for q in (m..p).step_by(count) {
+                    let r = c * p + q;
+                    for d in 0..l {
+                        let (mean, std) = (pred[d * lp + c], pred[(l + d) * lp + c].exp());
+                        s.zs[d * ld + r] = job.start[d] + mean + std * s.eps[d * ld + r];
+                    }
+                }
+            }
+        }
+        for t in 1..h {
+            let (done, rest) = s.zs.split_at_mut(step(t));
+            let prev = &mut done[step(t - 1)..];
+            for c in 0..cands {
+                let a = job.action(c0 + c, t);
+                prev[l * ld + c * p..l * ld + (c + 1) * p].fill(a[0]);
+                prev[(l + 1) * ld + c * p..(l + 1) * ld + (c + 1) * p].fill(a[1]);
+            }
+            for (m, dynamics) in self.dynamics.iter().enumerate() {
+                let rows: Vec<usize> = (0..cands)
+                    .flat_map(|c| (m..p).step_by(count).map(move |q| c * p + q))
+                    .collect();
+                let rm = rows.len();
+                if rm == 0 {
+                    continue;
+                }
+                for f in 0..l + 2 {
+                    for (i, &r) in rows.iter().enumerate() {
+                        s.gin[f * rm + i] = prev[f * ld + r];
+                    }
+                }
+                let (pred, lp) = forward(dynamics, &s.gin, rm, rm, &mut s.bufs, false);
+                for d in 0..l {
+                    let e = (t * l + d) * ld;
+                    for (i, &r) in rows.iter().enumerate() {
+                        let std = pred[(l + d) * lp + i].exp();
+                        rest[d * ld + r] = prev[d * ld + r] + pred[d * lp + i] + std * s.eps[e + r];
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every head on the imagined latents of `cands` candidates, summarised into `s.out`.
+    fn heads(
+        &self,
+        job: &Rollout,
+        cands: usize,
+        s: &mut Scratch,
+        prof: &mut Profile,
+        mut clock: Instant,
+    ) {
+        let mut lap = |slot: &mut f64| {
+            let now = Instant::now();
+            *slot += (now - clock).as_secs_f64();
+            clock = now;
+        };
+        let (h, p, l) = (job.horizon, job.particles, self.latent);
+        let (rows, ld) = (cands * p, s.shape.0 * p);
+        let step = |t: usize| t * (l + 2) * ld;
 
         // Constraint and goal on every step; summaries per candidate.
         for t in 0..h {
@@ -485,15 +577,22 @@ impl FusedModels {
         let z = &s.zs[step(h - 1)..step(h)];
         logits(&self.terminal, z, ld, rows, &mut s.bufs, &mut s.logits, ld);
         let members = self.terminal.len() - 1;
+        let particle_value =
+            |r: usize| (0..members).map(|m| s.logits[m * ld + r]).sum::<f32>() / members as f32;
         for c in 0..cands {
             let (mut value, mut safe) = (0f32, 0f32);
             for q in 0..p {
                 let r = c * p + q;
-                let v: f32 = (0..members).map(|m| s.logits[m * ld + r]).sum();
-                value += v / members as f32;
+                value += particle_value(r);
                 safe += sigmoid(s.logits[members * ld + r]);
             }
-            s.out.value[c] = value / p as f32;
+            let mean = value / p as f32;
+            let var = (0..p)
+                .map(|q| (particle_value(c * p + q) - mean).powi(2))
+                .sum::<f32>()
+                / p as f32;
+            s.out.value[c] = mean;
+            s.out.value_std[c] = var.sqrt();
             s.out.safe_set[c] = safe / p as f32;
         }
         lap(&mut prof.final_heads);
@@ -574,6 +673,7 @@ fn sigmoid(x: f32) -> f32 {
 fn copy_group(g: &RolloutStats, all: &mut RolloutStats, c0: usize, c1: usize, h: usize, l: usize) {
     let n = c1 - c0;
     all.value[c0..c1].copy_from_slice(&g.value[..n]);
+    all.value_std[c0..c1].copy_from_slice(&g.value_std[..n]);
     all.safe_set[c0..c1].copy_from_slice(&g.safe_set[..n]);
     all.constraint[c0 * h..c1 * h].copy_from_slice(&g.constraint[..n * h]);
     all.goal_logit[c0 * h..c1 * h].copy_from_slice(&g.goal_logit[..n * h]);

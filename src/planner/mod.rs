@@ -73,6 +73,13 @@ pub struct PlannerConfig {
     pub ignore_constraints: bool,
     /// What to do when no candidate is feasible after every threshold decay.
     pub fallback: Fallback,
+    /// Each particle keeps one dynamics member for the whole plan (particle `q` uses member
+    /// `q mod 5`) instead of one random member per step shared by all particles (the
+    /// original's). The particles' spread then shows where the members disagree.
+    pub particle_members: bool,
+    /// A plan's score loses this many standard deviations (over its particles) of its terminal
+    /// value: plans the models disagree about rank lower. 0 is the original's score.
+    pub disagreement_penalty: f32,
 }
 
 /// The action taken when no plan is feasible even at the lowest safe-set threshold.
@@ -105,6 +112,8 @@ impl Default for PlannerConfig {
             ignore_safe_set: false,
             ignore_constraints: false,
             fallback: Fallback::Random,
+            particle_members: false,
+            disagreement_penalty: 0.0,
         }
     }
 }
@@ -155,6 +164,12 @@ impl Validate for PlannerConfig {
             "planner.goal_threshold",
             self.goal_threshold,
             "must be a finite number (a logit)",
+        )?;
+        check(
+            self.disagreement_penalty.is_finite() && self.disagreement_penalty >= 0.0,
+            "planner.disagreement_penalty",
+            self.disagreement_penalty,
+            "must be a finite number ≥ 0 (standard deviations of the terminal value)",
         )?;
         unit_interval("planner.random_percent", self.random_percent)
     }
@@ -247,6 +262,20 @@ mod tests {
                 c.validate().unwrap();
             }
         }
+    }
+
+    #[test]
+    fn the_disagreement_penalty_is_a_finite_non_negative_number() {
+        for bad in [-0.5, f32::NAN, f32::INFINITY] {
+            let e = rejected(|c| c.disagreement_penalty = bad);
+            assert_eq!(e.field, "planner.disagreement_penalty");
+            assert!(e.to_string().contains("≥ 0"), "{e}");
+        }
+        let c = PlannerConfig {
+            disagreement_penalty: 2.0,
+            ..PlannerConfig::default()
+        };
+        c.validate().unwrap();
     }
 
     #[test]

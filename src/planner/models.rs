@@ -69,16 +69,29 @@ pub fn tensor_rollout<M: LatentModels + ?Sized>(m: &M, job: &Rollout) -> Result<
         x.unsqueeze(1)?.broadcast_as((n, p, d))?.reshape((rows, d))
     };
 
-    // Step 0 starts every particle of a candidate from the same (z0, a0): one prediction each.
-    let a0 = actions.i((.., 0, ..))?.contiguous()?;
-    let (mean, log_std) =
-        m.dynamics(job.members[0], &z0.broadcast_as((n, l))?.contiguous()?, &a0)?;
-    let delta = (per_particle(&mean)? + (per_particle(&log_std)?.exp()? * noise.get(0)?)?)?;
-    let mut z = delta.broadcast_add(&z0)?;
-    let mut zs = vec![z.clone()];
+    let mut zs = Vec::with_capacity(h);
+    let mut z = if job.particle_members {
+        // Each particle its own member from the start: no shared step-0 prediction.
+        let z = z0.broadcast_as((rows, l))?.contiguous()?;
+        let a = per_particle(&actions.i((.., 0, ..))?.contiguous()?)?;
+        let (mean, log_std) = particle_members_step(m, job, &z, &a)?;
+        ((z + mean)? + (log_std.exp()? * noise.get(0)?)?)?
+    } else {
+        // Step 0 starts every particle of a candidate from the same (z0, a0): one prediction each.
+        let a0 = actions.i((.., 0, ..))?.contiguous()?;
+        let (mean, log_std) =
+            m.dynamics(job.members[0], &z0.broadcast_as((n, l))?.contiguous()?, &a0)?;
+        let delta = (per_particle(&mean)? + (per_particle(&log_std)?.exp()? * noise.get(0)?)?)?;
+        delta.broadcast_add(&z0)?
+    };
+    zs.push(z.clone());
     for t in 1..h {
         let a = per_particle(&actions.i((.., t, ..))?.contiguous()?)?;
-        let (mean, log_std) = m.dynamics(job.members[t], &z, &a)?;
+        let (mean, log_std) = if job.particle_members {
+            particle_members_step(m, job, &z, &a)?
+        } else {
+            m.dynamics(job.members[t], &z, &a)?
+        };
         z = ((z + mean)? + (log_std.exp()? * noise.get(t)?)?)?;
         zs.push(z.clone());
     }
@@ -90,18 +103,49 @@ pub fn tensor_rollout<M: LatentModels + ?Sized>(m: &M, job: &Rollout) -> Result<
     let constraint = sigmoid(&heads.i((.., .., .., 0))?.max(2)?)?.t()?; // [n, h]
     let goal = heads.i((.., .., .., 1))?.mean(2)?.t()?;
     let last = m.final_heads(&zs[h - 1])?.reshape((n, p, 2))?;
-    let value = last.i((.., .., 0))?.mean(1)?;
+    let values = last.i((.., .., 0))?.contiguous()?;
+    let value = values.mean(1)?;
+    let value_std = values
+        .broadcast_sub(&value.unsqueeze(1)?)?
+        .sqr()?
+        .mean(1)?
+        .sqrt()?;
     let safe = sigmoid(&last.i((.., .., 1))?.contiguous()?)?.mean(1)?;
     let latents = all.reshape((h, n, p, l))?.mean(2)?.transpose(0, 1)?;
 
     let host = |x: Tensor| x.flatten_all()?.to_vec1::<f32>();
     Ok(RolloutStats {
         value: host(value)?,
+        value_std: host(value_std)?,
         safe_set: host(safe)?,
         constraint: host(constraint)?,
         goal_logit: host(goal)?,
         latents: host(latents)?,
     })
+}
+
+/// One dynamics step of [`Rollout::particle_members`] on rows `c · particles + q`: every member
+/// predicts every row, and each row keeps its particle's member's (mean, log-std).
+pub(super) fn particle_members_step<M: LatentModels + ?Sized>(
+    m: &M,
+    job: &Rollout,
+    z: &Tensor,
+    a: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    let (rows, count) = (z.dim(0)?, m.dynamics_members());
+    let mut one_hot = vec![0f32; count * rows];
+    for r in 0..rows {
+        one_hot[job.member(0, r % job.particles, count) * rows + r] = 1.0;
+    }
+    let mask = Tensor::from_vec(one_hot, (count, rows, 1), z.device())?;
+    let (mut means, mut log_stds) = (Vec::new(), Vec::new());
+    for i in 0..count {
+        let (mean, log_std) = m.dynamics(i, z, a)?;
+        means.push(mean);
+        log_stds.push(log_std);
+    }
+    let pick = |xs: &[Tensor]| Tensor::stack(xs, 0)?.broadcast_mul(&mask)?.sum(0);
+    Ok((pick(&means)?, pick(&log_stds)?))
 }
 
 /// MLPs of equal shape that read the same input, evaluated together: the first layers side by
@@ -255,13 +299,20 @@ mod tests {
         let agent = agent_with_delta_normalisation();
         let fused = FusedModels::from_agent(&agent).unwrap();
         // one group; groups with a partial last one; a candidate over two head blocks; …
-        for (n, p, h) in [(7, 3, 3), (9, 50, 2), (2, 250, 3), (5, 1, 1), (40, 7, 2)] {
-            let job = rollout_job(n, p, h);
+        let shapes = [(7, 3, 3), (9, 50, 2), (2, 250, 3), (5, 1, 1), (40, 7, 2)];
+        for ((n, p, h), particle_members) in
+            shapes.into_iter().flat_map(|s| [(s, false), (s, true)])
+        {
+            let job = Rollout {
+                particle_members,
+                ..rollout_job(n, p, h)
+            };
             let (f, t) = (
                 fused.rollout(&job).unwrap(),
                 tensor_rollout(&agent, &job).unwrap(),
             );
             assert_close("value", &f.value, &t.value);
+            assert_close("value std", &f.value_std, &t.value_std);
             assert_close("safe set", &f.safe_set, &t.safe_set);
             assert_close("constraint", &f.constraint, &t.constraint);
             assert_close("goal", &f.goal_logit, &t.goal_logit);

@@ -19,8 +19,12 @@ pub struct Rollout {
     pub population: usize,
     pub horizon: usize,
     pub particles: usize,
-    /// The dynamics member used at each step (all particles of all candidates), `[horizon]`.
+    /// The dynamics member used at each step (all particles of all candidates), `[horizon]`;
+    /// ignored when [`Rollout::particle_members`] is set.
     pub members: Vec<usize>,
+    /// Each particle keeps one dynamics member for the whole plan (particle `q` uses member
+    /// `q mod M`), so the particles' spread shows the members' disagreement.
+    pub particle_members: bool,
     /// Seeds the per-candidate noise streams of [`Rollout::noise`].
     pub noise_seed: u64,
 }
@@ -35,6 +39,15 @@ impl Rollout {
     pub fn action(&self, c: usize, t: usize) -> [f32; 2] {
         let i = (c * self.horizon + t) * 2;
         [self.actions[i], self.actions[i + 1]]
+    }
+
+    /// The dynamics member that moves particle `q` at step `t`, out of `count`.
+    pub fn member(&self, t: usize, q: usize, count: usize) -> usize {
+        if self.particle_members {
+            q % count
+        } else {
+            self.members[t]
+        }
     }
 
     /// Floats of noise per candidate: horizon × particles × latent.
@@ -59,6 +72,8 @@ impl Rollout {
 pub struct RolloutStats {
     /// Mean over particles of the value at the final latent, `[population]`.
     pub value: Vec<f32>,
+    /// Standard deviation over particles of the value at the final latent, `[population]`.
+    pub value_std: Vec<f32>,
     /// Mean over particles of the safe-set probability at the final latent, `[population]`.
     pub safe_set: Vec<f32>,
     /// Max over particles of the constraint probability, `[population][horizon]`.
@@ -74,6 +89,7 @@ impl RolloutStats {
     pub fn zeros(population: usize, horizon: usize, latent: usize) -> Self {
         Self {
             value: vec![0.0; population],
+            value_std: vec![0.0; population],
             safe_set: vec![0.0; population],
             constraint: vec![0.0; population * horizon],
             goal_logit: vec![0.0; population * horizon],

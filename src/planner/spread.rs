@@ -3,7 +3,7 @@
 //! the dynamics members' disagreement along the way. One candidate with a few dozen particles:
 //! a small fraction of a planner call.
 
-use super::models::LatentModels;
+use super::models::{LatentModels, particle_members_step};
 use super::rollout::Rollout;
 use candle_core::{Result, Tensor};
 use candle_nn::ops::sigmoid;
@@ -66,7 +66,11 @@ pub fn imagine<M: LatentModels + ?Sized>(
             .map(|k| m.dynamics(k, &zc, &a).map(|(mean, _)| mean))
             .collect::<Result<Vec<_>>>()?;
         member_std.push(members_disagreement(&means)?);
-        let (mean, log_std) = m.dynamics(job.members[t], &zc, &a)?;
+        let (mean, log_std) = if job.particle_members {
+            particle_members_step(m, job, &zc, &a)?
+        } else {
+            m.dynamics(job.members[t], &zc, &a)?
+        };
         z = ((zc + mean)? + (log_std.exp()? * noise.get(t)?)?)?;
         zs.push(z.clone());
     }
@@ -120,6 +124,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn with_particle_members_each_particle_keeps_its_own_member() {
+        let agent = agent_with_delta_normalisation();
+        let own = Rollout {
+            particle_members: true,
+            ..rollout_job(3, 7, 3)
+        };
+        let (spread, parts) = imagine(&agent, &own, 2).unwrap();
+        for q in 0..7 {
+            // The same particle (same noise) imagined with member q mod 5 at every step.
+            let fixed = Rollout {
+                members: vec![q % 5; 3],
+                ..rollout_job(3, 7, 3)
+            };
+            let (_, alone) = imagine(&agent, &fixed, 2).unwrap();
+            for t in 0..3 {
+                for (a, b) in parts.at(q, t).iter().zip(alone.at(q, t)) {
+                    assert!((a - b).abs() < 1e-5, "particle {q} step {t}: {a} vs {b}");
+                }
+            }
+        }
+        // Members that disagree spread the particles more than one member's noise does.
+        let (shared, _) = imagine(&agent, &rollout_job(3, 7, 3), 2).unwrap();
+        assert!(spread.particle_std[2] > shared.particle_std[2]);
+    }
+
+    #[test]
     fn the_particles_are_the_ones_the_search_imagined() {
         let agent = agent_with_delta_normalisation();
         let job = rollout_job(6, 8, 3);
@@ -156,6 +186,7 @@ mod tests {
             horizon: 2,
             particles: 4,
             members: vec![0, 3],
+            particle_members: false,
             noise_seed: 1,
         };
         let (spread, parts) = imagine(&Toy::new(), &job, 0).unwrap();

@@ -150,6 +150,7 @@ pub fn rollout_job(population: usize, particles: usize, horizon: usize) -> Rollo
         horizon,
         particles,
         members: (0..horizon).map(|t| (t * 3 + 1) % 5).collect(),
+        particle_members: false,
         noise_seed: 11,
     }
 }
