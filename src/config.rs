@@ -817,11 +817,18 @@ mod tests {
     fn only_navigations_quick_preset_penalises_the_dynamics_members_disagreement() {
         for env in EnvKind::ALL {
             let paper = Config::paper(env).planner;
-            assert!(!paper.particle_members && paper.disagreement_penalty == 0.0, "{env}");
+            assert!(
+                !paper.particle_members && paper.disagreement_penalty == 0.0,
+                "{env}"
+            );
             let quick = Config::quick(env).planner;
             let nav = env == EnvKind::Navigation;
             assert_eq!(quick.particle_members, nav, "{env}");
-            assert_eq!(quick.disagreement_penalty, if nav { 1.0 } else { 0.0 }, "{env}");
+            assert_eq!(
+                quick.disagreement_penalty,
+                if nav { 1.0 } else { 0.0 },
+                "{env}"
+            );
         }
     }
 

@@ -264,6 +264,19 @@ fn planner_ui(ui: &mut Ui, p: &mut PlannerConfig) -> bool {
             changed |= count(ui, "elites", &mut p.elites, 1..=population);
             changed |= count(ui, "particles", &mut p.particles, 1..=200);
             changed |= count(ui, "CEM iterations", &mut p.iterations, 1..=50);
+            let l = ui.label("disagreement penalty").on_hover_text(
+                "A plan's score loses this many standard deviations of its particles' terminal \
+                 value (0: the paper's score)",
+            );
+            changed |= ui
+                .add(
+                    egui::DragValue::new(&mut p.disagreement_penalty)
+                        .range(0.0..=10.0)
+                        .speed(0.05),
+                )
+                .labelled_by(l.id)
+                .changed();
+            ui.end_row();
         });
     changed |= ui
         .checkbox(&mut p.ignore_safe_set, "ignore safe set")
@@ -272,6 +285,13 @@ fn planner_ui(ui: &mut Ui, p: &mut PlannerConfig) -> bool {
     changed |= ui
         .checkbox(&mut p.ignore_constraints, "ignore constraints")
         .on_hover_text("Ablation: predicted constraint violations are not penalised")
+        .changed();
+    changed |= ui
+        .checkbox(&mut p.particle_members, "a dynamics member per particle")
+        .on_hover_text(
+            "Each particle keeps one ensemble member for the whole plan, so the particles' spread \
+             shows where the members disagree (the paper: one random member per step for all)",
+        )
         .changed();
     changed |= ui
         .checkbox(&mut p.act_on_mean, "act on elite mean")
@@ -468,6 +488,21 @@ mod tests {
             "{sent:?}"
         );
         assert!(!sent.is_empty());
+    }
+
+    #[test]
+    fn the_member_per_particle_switch_goes_to_the_worker() {
+        let mut h = harness(AppState::default());
+        h.run();
+        // Navigation's quick preset has it on; one click turns it off for the next step.
+        h.get_by_label("a dynamics member per particle").click();
+        h.run();
+        let (_, _, _, sent) = h.state();
+        assert!(
+            sent.iter()
+                .any(|c| matches!(c, Command::SetPlanner(p) if !p.particle_members)),
+            "{sent:?}"
+        );
     }
 
     #[test]

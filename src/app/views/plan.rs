@@ -418,6 +418,16 @@ fn settings(ui: &mut Ui, c: &PlannerConfig) {
             row("goal threshold (logit)", format!("{:.2}", c.goal_threshold));
             row("threshold decay", format!("{:.2}", c.threshold_decay));
             row("random share", format!("{:.2}", c.random_percent));
+            let members = if c.particle_members {
+                "one per particle"
+            } else {
+                "one per step"
+            };
+            row("dynamics members", members.to_owned());
+            row(
+                "disagreement penalty",
+                format!("{:.2}", c.disagreement_penalty),
+            );
             let onoff = |ignored: bool| if ignored { "ignored" } else { "used" }.to_owned();
             row("safe set", onoff(c.ignore_safe_set));
             row("constraints", onoff(c.ignore_constraints));
