@@ -841,7 +841,7 @@ mod tests {
         // goal, constraint and plain steps; some episode ends; reward-to-go on both sides of 1
         let rec = |i: usize| {
             let reward = [0.0, 1.0, -1.0][i % 3];
-            record(reward, i % 7 == 0, -((i % 5) as f32) * 0.8)
+            record(reward, i.is_multiple_of(7), -((i % 5) as f32) * 0.8)
         };
         let mut r = replay(60, rec, 0.3);
         for m in [
