@@ -3,8 +3,8 @@
 //! modules' small shapes candle's per-op dispatch and allocations cost more than the arithmetic.
 //!
 //! Each member sees its own batch. The batch is cut into parts so that members × parts work
-//! items spread evenly over candle's CPU worker pool (5 members on 2 threads would leave one idle
-//! a sixth of the time); the parts' weight gradients are summed afterwards. Products run on the
+//! items spread evenly over the threads of `work_share` (5 members on 2 threads would leave one
+//! idle a sixth of the time); the parts' weight gradients are summed afterwards. Products run on the
 //! `gemm` crate, one thread per item; every buffer is kept between steps.
 //!
 //! The ReLU's gradient is passed where the layer's output is positive; candle passes it where
@@ -15,6 +15,7 @@
 
 use super::bf16_gemm::View;
 use super::mlp::Mlp;
+use super::work_share;
 use candle_core::{CpuStorage, Layout, Result, Storage, Tensor, bail};
 use std::ops::Range;
 use std::sync::Mutex;
@@ -75,7 +76,7 @@ impl EnsembleBackprop {
         self.sizes = sizes.to_vec();
         self.members = members;
         self.batch = batch;
-        let threads = candle_core::utils::barrier_pool().n_workers() + 1;
+        let threads = work_share::threads();
         // members × parts a multiple of the threads, with parts of at least 16 rows
         let parts = if members.is_multiple_of(threads) {
             1
@@ -117,13 +118,11 @@ impl EnsembleBackprop {
         self.check(weights)?;
         let sizes = &self.sizes;
         let items = &self.items;
-        candle_core::utils::barrier_pool().execute_chunked(items.len(), |range| {
-            for i in range {
-                let mut item = items[i].lock().expect("work item lock");
-                let member = &weights[item.member];
-                forward_item(&mut item, sizes, member, &input);
-                backward_item(&mut item, sizes, member, &head);
-            }
+        work_share::run(items.len(), |i| {
+            let mut item = items[i].lock().expect("work item lock");
+            let member = &weights[item.member];
+            forward_item(&mut item, sizes, member, &input);
+            backward_item(&mut item, sizes, member, &head);
         });
         let params = self.params();
         self.grads.fill(0.0);
@@ -158,12 +157,10 @@ impl EnsembleBackprop {
         }
         let sizes = &self.sizes;
         let items = &self.items;
-        candle_core::utils::barrier_pool().execute_chunked(items.len(), |range| {
-            for i in range {
-                let mut item = items[i].lock().expect("work item lock");
-                let member = item.member;
-                forward_item(&mut item, sizes, &weights[member], &input);
-            }
+        work_share::run(items.len(), |i| {
+            let mut item = items[i].lock().expect("work item lock");
+            let member = item.member;
+            forward_item(&mut item, sizes, &weights[member], &input);
         });
         for item in &mut self.items {
             let item = item.get_mut().expect("work item lock");
