@@ -1,7 +1,9 @@
 //! Training-step speed of the models, the same cases as `../shared/bench/torch_ref`: one Adam
 //! step of the VAE at batch 64 and 256 (in f32, then with bf16 convolution products where the CPU
 //! has AVX512-BF16), of the dynamics ensemble at 5 × 256 (through candle's autograd, then by
-//! hand-written backprop as the trainer runs it on the CPU), and of a 200-wide classifier at 256.
+//! hand-written backprop as the trainer runs it on the CPU), of the value ensemble at 5 × 64 (a
+//! TD step: target nets forward, then the online members; autograd, then by hand) and of a
+//! 200-wide classifier at 256 (autograd, then by hand).
 //! Run with `cargo bench --bench model_step`; compare the medians with the PyTorch script's run
 //! on the same machine. `adam_update vae` times the optimiser's update alone
 //! (fixed gradients of all VAE weights): ours against candle-nn's `AdamW`.
@@ -11,13 +13,15 @@ mod common;
 use candle_core::{Device, Tensor};
 use candle_nn::Optimizer;
 use common::time;
+use ls3::data::replay::Batch;
 use ls3::env::EnvKind;
 use ls3::model::agent::{Agent, AgentSpec, ModuleKind};
 use ls3::model::classifier::bce_with_logits;
 use ls3::model::conv::{Precision, conv_transpose2d_bias, conv2d_bias, set_precision};
-use ls3::model::ensemble_backprop::EnsembleBackprop;
+use ls3::model::ensemble_backprop::{EnsembleBackprop, mlp_grads};
 use ls3::model::rng::TensorRng;
 use ls3::train::adam::{Adam, AdamParams};
+use ls3::train::losses;
 
 /// The optimiser the trainer uses.
 fn adam(agent: &Agent, m: ModuleKind, lr: f64) -> Adam {
@@ -193,6 +197,39 @@ fn main() {
         });
     }
 
+    if want("value_ensemble_step") {
+        let mut opt = adam(&agent, ModuleKind::Val, 1e-4);
+        let (m, b) = (agent.value.members(), 64);
+        let scalar = |v: f32| Tensor::full(v, (m, b, 1), &dev).unwrap();
+        let batch = Batch {
+            z: rng.normal((m, b, 32), &dev).unwrap(),
+            z_next: rng.normal((m, b, 32), &dev).unwrap(),
+            action: rng.uniform((m, b, 2), -1.0, 1.0, &dev).unwrap(),
+            reward: scalar(-1.0),
+            goal: scalar(0.0),
+            done: scalar(0.0),
+            constraint: scalar(0.0),
+            safe_set: scalar(0.0),
+            on_policy: scalar(1.0),
+            rtg: scalar(-10.0),
+            slots: Vec::new(),
+        };
+        let td = Some(losses::Td {
+            discount: 0.99,
+            bootstrap_timeouts: true,
+        });
+        time(&format!("value_ensemble_step {m}x{b}"), 50, || {
+            let loss = losses::value(&agent.value, &batch, td).unwrap();
+            opt.backward_step(&loss).unwrap();
+        });
+        let mut ws = EnsembleBackprop::default();
+        let online: Vec<_> = agent.value.online.iter().collect();
+        time(&format!("value_ensemble_step {m}x{b} by hand"), 50, || {
+            losses::value_by_hand(&agent.value, &mut ws, &batch, td).unwrap();
+            opt.step_slices(&mlp_grads(&online, &ws)).unwrap();
+        });
+    }
+
     if want("classifier_step") {
         let mut opt = adam(&agent, ModuleKind::Constr, 1e-4);
         let z = rng.normal((256, 32), &dev).unwrap();
@@ -200,6 +237,12 @@ fn main() {
         time("classifier_step 256", 50, || {
             let loss = bce_with_logits(&agent.constraint.logits(&z).unwrap(), &y).unwrap();
             opt.backward_step(&loss).unwrap();
+        });
+        let mut ws = EnsembleBackprop::default();
+        let net = [&agent.constraint.net];
+        time("classifier_step 256 by hand", 50, || {
+            losses::classifier_by_hand(&agent.constraint, &mut ws, &z, &y).unwrap();
+            opt.step_slices(&mlp_grads(&net, &ws)).unwrap();
         });
     }
 }

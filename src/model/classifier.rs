@@ -57,3 +57,20 @@ pub fn bce_with_logits(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
     let softplus = (logits.abs()?.neg()?.exp()? + 1.0)?.log()?;
     ((pos - (logits * labels)?)? + softplus)?.mean_all()
 }
+
+/// The [`bce_with_logits`] sum of rows of `logits` against `labels` (as long); writes `scale` ×
+/// its gradient with respect to the logits, σ(x) − y, into `d`. For hand-written backprop.
+pub fn bce_with_logits_rows(logits: &[f32], labels: &[f32], d: &mut [f32], scale: f32) -> f64 {
+    let mut sum = 0.0f64;
+    for ((&x, &y), d) in logits.iter().zip(labels).zip(d) {
+        let e = (-x.abs()).exp();
+        sum += (x.max(0.0) - x * y + e.ln_1p()) as f64;
+        let sigmoid = if x >= 0.0 {
+            1.0 / (1.0 + e)
+        } else {
+            e / (1.0 + e)
+        };
+        *d = scale * (sigmoid - y);
+    }
+    sum
+}

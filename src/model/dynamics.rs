@@ -1,11 +1,12 @@
 //! The PETS-style dynamics ensemble: 5 members, each MLP(32+2 → 64, hidden 128, 2 hidden layers)
 //! predicting a Gaussian (mean, log-std) over the latent *delta* z′ − z.
 
-use super::ensemble_backprop::{EnsembleBackprop, MemberWeights, with_host_slices};
+use super::ensemble_backprop::{EnsembleBackprop, mlp_grads, mlp_step};
 use super::mlp::{Mlp, Stacked};
 use super::{ACTION, LATENT};
 use candle_core::{D, DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
+use std::ops::Range;
 
 /// Ensemble size.
 pub const MEMBERS: usize = 5;
@@ -101,65 +102,30 @@ impl Dynamics {
                 self.members.len()
             );
         }
-        let layers = self.members[0].layers();
-        let mut sizes = vec![layers[0].weight().dim(1)?];
-        for layer in layers {
-            sizes.push(layer.weight().dim(0)?);
-        }
-        ws.prepare(&sizes, members, batch);
-        let mut tensors = self.param_tensors();
-        let params = tensors.len();
-        tensors.extend([z, a, delta]);
         // the mean over members, rows and dimensions, and the constant ½·log 2π
         let n = (members * batch * LATENT) as f64;
-        let total = with_host_slices(&tensors, |host| {
-            let (weights, data) = host.split_at(params);
-            let [z, a, delta] = data else {
-                unreachable!("three batch tensors")
-            };
-            let per_layer = 2 * layers.len();
-            let weights: Vec<MemberWeights> = weights
-                .chunks_exact(per_layer)
-                .map(|m| m.chunks_exact(2).map(|wb| (wb[0], wb[1])).collect())
-                .collect();
-            let input = |m: usize, rows: std::ops::Range<usize>, x: &mut [f32]| {
-                for (r, x) in rows.zip(x.chunks_exact_mut(LATENT + ACTION)) {
-                    let i = m * batch + r;
-                    x[..LATENT].copy_from_slice(&z[i * LATENT..(i + 1) * LATENT]);
-                    x[LATENT..].copy_from_slice(&a[i * ACTION..(i + 1) * ACTION]);
-                }
-            };
-            let head = |m: usize, rows: std::ops::Range<usize>, out: &[f32], d: &mut [f32]| {
-                let start = (m * batch + rows.start) * LATENT;
-                let x = &delta[start..start + rows.len() * LATENT];
-                gaussian_nll_rows(out, x, d, (1.0 / n) as f32)
-            };
-            ws.step(&weights, input, head)
-        })??;
+        let input = |data: &[&[f32]], m: usize, rows: Range<usize>, x: &mut [f32]| {
+            let (z, a) = (data[0], data[1]);
+            for (r, x) in rows.zip(x.chunks_exact_mut(LATENT + ACTION)) {
+                let i = m * batch + r;
+                x[..LATENT].copy_from_slice(&z[i * LATENT..(i + 1) * LATENT]);
+                x[LATENT..].copy_from_slice(&a[i * ACTION..(i + 1) * ACTION]);
+            }
+        };
+        let head = |data: &[&[f32]], m: usize, rows: Range<usize>, out: &[f32], d: &mut [f32]| {
+            let start = (m * batch + rows.start) * LATENT;
+            let x = &data[2][start..start + rows.len() * LATENT];
+            gaussian_nll_rows(out, x, d, (1.0 / n) as f32)
+        };
+        let nets: Vec<&Mlp> = self.members.iter().collect();
+        let total = mlp_step(ws, &nets, batch, &[z, a, delta], input, head)?;
         Ok((total / n + 0.5 * (2.0 * std::f64::consts::PI).ln()) as f32)
     }
 
     /// Each member weight (the variable's tensor, as the optimiser knows it) with its gradient
     /// from the last [`nll_backprop`](Self::nll_backprop) on `ws`.
     pub fn grads<'a>(&'a self, ws: &'a EnsembleBackprop) -> Vec<(&'a Tensor, &'a [f32])> {
-        let mut out = Vec::new();
-        for (m, member) in self.members.iter().enumerate() {
-            for (l, layer) in member.layers().iter().enumerate() {
-                let (w, b) = ws.grad(m, l);
-                out.push((layer.weight(), w));
-                out.push((layer.bias().expect("layers have biases"), b));
-            }
-        }
-        out
-    }
-
-    /// Every member's weights and biases, member by member, layer by layer.
-    fn param_tensors(&self) -> Vec<&Tensor> {
-        self.members
-            .iter()
-            .flat_map(|m| m.layers())
-            .flat_map(|l| [l.weight(), l.bias().expect("layers have biases")])
-            .collect()
+        mlp_grads(&self.members.iter().collect::<Vec<_>>(), ws)
     }
 
     /// Standard deviation of the delta statistics (√var), for the optional normalisation.

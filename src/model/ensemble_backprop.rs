@@ -3,14 +3,19 @@
 //! modules' small shapes candle's per-op dispatch and allocations cost more than the arithmetic.
 //!
 //! Each member sees its own batch. The batch is cut into parts so that members × parts work
-//! items spread evenly over candle's CPU worker pool (5 members on 2 threads would leave one idle
-//! a sixth of the time); the parts' weight gradients are summed afterwards. Products run on the
+//! items spread evenly over the threads of `work_share` (5 members on 2 threads would leave one
+//! idle a sixth of the time); the parts' weight gradients are summed afterwards. Products run on the
 //! `gemm` crate, one thread per item; every buffer is kept between steps.
 //!
 //! The ReLU's gradient is passed where the layer's output is positive; candle passes it where
 //! the pre-activation is ≥ 0, which differs only on exact zeros.
+//!
+//! [`mlp_step`] and [`mlp_forward`] run candle [`Mlp`]s this way, their weights read in place;
+//! the forward pass alone serves target nets, whose outputs a loss needs without gradients.
 
 use super::bf16_gemm::View;
+use super::mlp::Mlp;
+use super::work_share;
 use candle_core::{CpuStorage, Layout, Result, Storage, Tensor, bail};
 use std::ops::Range;
 use std::sync::Mutex;
@@ -71,7 +76,7 @@ impl EnsembleBackprop {
         self.sizes = sizes.to_vec();
         self.members = members;
         self.batch = batch;
-        let threads = candle_core::utils::barrier_pool().n_workers() + 1;
+        let threads = work_share::threads();
         // members × parts a multiple of the threads, with parts of at least 16 rows
         let parts = if members.is_multiple_of(threads) {
             1
@@ -110,6 +115,64 @@ impl EnsembleBackprop {
         input: impl Fn(usize, Range<usize>, &mut [f32]) + Sync,
         head: impl Fn(usize, Range<usize>, &[f32], &mut [f32]) -> f64 + Sync,
     ) -> Result<f64> {
+        self.check(weights)?;
+        let sizes = &self.sizes;
+        let items = &self.items;
+        work_share::run(items.len(), |i| {
+            let mut item = items[i].lock().expect("work item lock");
+            let member = &weights[item.member];
+            forward_item(&mut item, sizes, member, &input);
+            backward_item(&mut item, sizes, member, &head);
+        });
+        let params = self.params();
+        self.grads.fill(0.0);
+        let mut loss = 0.0;
+        for item in &mut self.items {
+            let item = item.get_mut().expect("work item lock");
+            let sum = &mut self.grads[item.member * params..(item.member + 1) * params];
+            sum.iter_mut().zip(&item.grads).for_each(|(s, g)| *s += g);
+            loss += item.loss;
+        }
+        Ok(loss)
+    }
+
+    /// The forward pass alone, after [`prepare`](Self::prepare) (e.g. of target nets, whose
+    /// outputs a loss needs without their gradients): `input` as for [`step`](Self::step);
+    /// writes every member's outputs into `out` (`[members, batch, out]`).
+    pub fn forward(
+        &mut self,
+        weights: &[MemberWeights],
+        input: impl Fn(usize, Range<usize>, &mut [f32]) + Sync,
+        out: &mut [f32],
+    ) -> Result<()> {
+        self.check(weights)?;
+        let width = self.sizes[self.sizes.len() - 1];
+        if out.len() != self.members * self.batch * width {
+            bail!(
+                "ensemble backprop: {} outputs for {} members × {} rows × {width}",
+                out.len(),
+                self.members,
+                self.batch
+            );
+        }
+        let sizes = &self.sizes;
+        let items = &self.items;
+        work_share::run(items.len(), |i| {
+            let mut item = items[i].lock().expect("work item lock");
+            let member = item.member;
+            forward_item(&mut item, sizes, &weights[member], &input);
+        });
+        for item in &mut self.items {
+            let item = item.get_mut().expect("work item lock");
+            let start = (item.member * self.batch + item.rows.start) * width;
+            let outputs = &item.acts[sizes.len() - 1];
+            out[start..start + outputs.len()].copy_from_slice(outputs);
+        }
+        Ok(())
+    }
+
+    /// Refuses weights that do not fit the prepared shape.
+    fn check(&self, weights: &[MemberWeights]) -> Result<()> {
         let layers = self.sizes.len().saturating_sub(1);
         if weights.len() != self.members || layers == 0 {
             bail!(
@@ -139,25 +202,7 @@ impl EnsembleBackprop {
                 }
             }
         }
-        let sizes = &self.sizes;
-        let items = &self.items;
-        candle_core::utils::barrier_pool().execute_chunked(items.len(), |range| {
-            for i in range {
-                let mut item = items[i].lock().expect("work item lock");
-                let member = item.member;
-                run_item(&mut item, sizes, &weights[member], &input, &head);
-            }
-        });
-        let params = self.params();
-        self.grads.fill(0.0);
-        let mut loss = 0.0;
-        for item in &mut self.items {
-            let item = item.get_mut().expect("work item lock");
-            let sum = &mut self.grads[item.member * params..(item.member + 1) * params];
-            sum.iter_mut().zip(&item.grads).for_each(|(s, g)| *s += g);
-            loss += item.loss;
-        }
-        Ok(loss)
+        Ok(())
     }
 
     /// Gradients of member `m`'s layer `l` after a [`step`](Self::step): `W` (`[out][in]`) and
@@ -172,13 +217,12 @@ impl EnsembleBackprop {
     }
 }
 
-/// Forward, head and backward pass of one work item.
-fn run_item(
+/// The forward pass of one work item: its rows of the input, then every layer's output.
+fn forward_item(
     item: &mut Item,
     sizes: &[usize],
     weights: &[(&[f32], &[f32])],
     input: &impl Fn(usize, Range<usize>, &mut [f32]),
-    head: &impl Fn(usize, Range<usize>, &[f32], &mut [f32]) -> f64,
 ) {
     let layers = weights.len();
     let r = item.rows.len();
@@ -200,6 +244,17 @@ fn run_item(
             }
         }
     }
+}
+
+/// The head and the backward pass of one work item, after its [`forward_item`].
+fn backward_item(
+    item: &mut Item,
+    sizes: &[usize],
+    weights: &[(&[f32], &[f32])],
+    head: &impl Fn(usize, Range<usize>, &[f32], &mut [f32]) -> f64,
+) {
+    let layers = weights.len();
+    let r = item.rows.len();
     let out = sizes[layers];
     let [d0, d1] = &mut item.d;
     let (mut g, mut next) = (d0, d1);
@@ -285,6 +340,108 @@ fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], acc: bool, lhs: Mat, rh
             view(rhs),
         )
     }
+}
+
+/// One [`EnsembleBackprop::step`] of `members` (equally shaped MLPs, f32 on the CPU) on batches
+/// of `batch` rows each; `input` and `head` get the data of the `data` tensors first, as host
+/// slices in their order. Returns the loss; the gradients are read with [`mlp_grads`].
+pub fn mlp_step(
+    ws: &mut EnsembleBackprop,
+    members: &[&Mlp],
+    batch: usize,
+    data: &[&Tensor],
+    input: impl Fn(&[&[f32]], usize, Range<usize>, &mut [f32]) + Sync,
+    head: impl Fn(&[&[f32]], usize, Range<usize>, &[f32], &mut [f32]) -> f64 + Sync,
+) -> Result<f64> {
+    with_members(ws, members, batch, data, |ws, weights, data| {
+        ws.step(
+            weights,
+            |m, rows, x| input(data, m, rows, x),
+            |m, rows, out, d| head(data, m, rows, out, d),
+        )
+    })
+}
+
+/// The forward pass alone of `members` as in [`mlp_step`] (e.g. target nets): their outputs,
+/// `[members, batch, out]`.
+pub fn mlp_forward(
+    ws: &mut EnsembleBackprop,
+    members: &[&Mlp],
+    batch: usize,
+    data: &[&Tensor],
+    input: impl Fn(&[&[f32]], usize, Range<usize>, &mut [f32]) + Sync,
+) -> Result<Vec<f32>> {
+    with_members(ws, members, batch, data, |ws, weights, data| {
+        let width = ws.sizes[ws.sizes.len() - 1];
+        let mut out = vec![0.0; members.len() * batch * width];
+        ws.forward(weights, |m, rows, x| input(data, m, rows, x), &mut out)?;
+        Ok(out)
+    })
+}
+
+/// Every member's weights and biases (the variables' tensors, as the optimiser knows them),
+/// member by member, layer by layer, with their gradients from the last [`mlp_step`] on `ws`.
+pub fn mlp_grads<'a>(
+    members: &[&'a Mlp],
+    ws: &'a EnsembleBackprop,
+) -> Vec<(&'a Tensor, &'a [f32])> {
+    let mut out = Vec::new();
+    for (m, member) in members.iter().enumerate() {
+        for (l, layer) in member.layers().iter().enumerate() {
+            let (w, b) = ws.grad(m, l);
+            out.push((layer.weight(), w));
+            out.push((layer.bias().expect("layers have biases"), b));
+        }
+    }
+    out
+}
+
+/// Copies rows `rows` of member `m`'s batch from `src` (`[members, batch, width]`) into `x`.
+pub fn member_rows(
+    src: &[f32],
+    width: usize,
+    batch: usize,
+    m: usize,
+    rows: Range<usize>,
+    x: &mut [f32],
+) {
+    let start = (m * batch + rows.start) * width;
+    x[..rows.len() * width].copy_from_slice(&src[start..start + rows.len() * width]);
+}
+
+/// Prepares `ws` for `members` on batches of `batch` rows and calls `f` with the workspace, the
+/// members' weights and the data of `data`, all as host slices.
+fn with_members<R>(
+    ws: &mut EnsembleBackprop,
+    members: &[&Mlp],
+    batch: usize,
+    data: &[&Tensor],
+    f: impl FnOnce(&mut EnsembleBackprop, &[MemberWeights], &[&[f32]]) -> Result<R>,
+) -> Result<R> {
+    let Some(first) = members.first() else {
+        bail!("ensemble backprop: no members")
+    };
+    let layers = first.layers();
+    let mut sizes = vec![layers[0].weight().dim(1)?];
+    for layer in layers {
+        sizes.push(layer.weight().dim(0)?);
+    }
+    ws.prepare(&sizes, members.len(), batch);
+    let mut tensors: Vec<&Tensor> = members
+        .iter()
+        .flat_map(|m| m.layers())
+        .flat_map(|l| [l.weight(), l.bias().expect("layers have biases")])
+        .collect();
+    let params = tensors.len();
+    tensors.extend_from_slice(data);
+    with_host_slices(&tensors, |host| {
+        let (weights, data) = host.split_at(params);
+        let weights: Vec<MemberWeights> = weights
+            .chunks_exact(2 * layers.len())
+            .map(|m| m.chunks_exact(2).map(|wb| (wb[0], wb[1])).collect())
+            .collect();
+        f(ws, &weights, data)
+    })?
 }
 
 /// Calls `f` with the data of CPU f32 tensors as slices (each tensor's storage read-locked

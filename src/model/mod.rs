@@ -19,6 +19,7 @@ pub mod rng;
 pub mod torch;
 pub mod vae;
 pub mod value;
+mod work_share;
 
 /// Size of the latent space.
 pub const LATENT: usize = 32;

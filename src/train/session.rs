@@ -26,6 +26,7 @@ use crate::seed::derive;
 use anyhow::{Context, Result, bail};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// The latent modules in training order.
 const LATENT: [ModuleKind; 5] = [
@@ -125,6 +126,9 @@ pub struct Session {
     vae_losses: Option<CsvLog>,
     grid_rng: TensorRng,
     log: std::fs::File,
+    /// When the module in initial training started in this sitting, and its iterations then
+    /// (for the log line that says how long each module took).
+    init_clock: Option<(Instant, usize)>,
 }
 
 impl Session {
@@ -298,6 +302,7 @@ impl Session {
             )?,
             vae_losses: None,
             grid_rng: TensorRng::new(derive(run.seed, "vae-grids", 0)),
+            init_clock: None,
             actor: Actor::new(env, run.seed),
             replay: LatentReplay::new(config.replay.capacity, agent.spec.latent),
             to_train: vec![ModuleKind::Vae].into_iter().chain(LATENT).collect(),
@@ -769,10 +774,18 @@ impl Session {
     fn init(&mut self, module: usize, done: usize, obs: &mut dyn Observer) -> Result<Stage> {
         let m = self.to_train[module];
         let total = self.run.config.init_iters(m);
+        let (started, from) = *self.init_clock.get_or_insert((Instant::now(), done));
         let done = self.train_chunk(m, done, total, obs)?;
         if done < total {
             return Ok(Stage::Init { module, done });
         }
+        self.init_clock = None;
+        self.logln(&format!(
+            "initial {}: {} iterations in {:.1} s",
+            m.name(),
+            total - from,
+            started.elapsed().as_secs_f64()
+        ))?;
         if module + 1 < self.to_train.len() {
             return Ok(Stage::Init {
                 module: module + 1,

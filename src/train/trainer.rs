@@ -11,7 +11,7 @@ use crate::env::IMAGE_SIZE;
 use crate::files::write_atomic;
 use crate::model::agent::{Agent, ModuleKind};
 use crate::model::checkpoint::CheckpointError;
-use crate::model::ensemble_backprop::EnsembleBackprop;
+use crate::model::ensemble_backprop::{EnsembleBackprop, mlp_grads};
 use crate::model::rng::TensorRng;
 use crate::seed::derive;
 use candle_core::{Tensor, Var};
@@ -57,11 +57,12 @@ pub struct Trainer {
     optimizers: Vec<Adam>,
     iterations: [u64; 6],
     rngs: Vec<TensorRng>,
-    /// Buffers of the dynamics' hand-written backprop on the CPU (see [`Self::module_step`]).
-    dyn_backprop: EnsembleBackprop,
-    /// Whether the dynamics train by hand-written backprop where they can (off: always candle's
-    /// autograd, for the tests comparing the two).
-    dyn_by_hand: bool,
+    /// Per module, the buffers of its hand-written backprop on the CPU (see
+    /// [`Self::module_step`]).
+    backprop: [EnsembleBackprop; 6],
+    /// Whether the latent modules train by hand-written backprop where they can (off: always
+    /// candle's autograd, for the tests comparing the two).
+    by_hand: bool,
 }
 
 impl Trainer {
@@ -95,8 +96,8 @@ impl Trainer {
             optimizers,
             iterations: [0; 6],
             rngs,
-            dyn_backprop: EnsembleBackprop::default(),
-            dyn_by_hand: true,
+            backprop: Default::default(),
+            by_hand: true,
         })
     }
 
@@ -261,7 +262,9 @@ impl Trainer {
         self.apply(agent, ModuleKind::Vae, &loss)
     }
 
-    /// One iteration of latent module `m` on a batch from `replay`; returns its loss.
+    /// One iteration of latent module `m` on a batch from `replay`; returns its loss. On the CPU
+    /// the loss and its gradients come by hand-written backprop (the same numbers without
+    /// candle's per-op overhead), except for dynamics with `normalize_deltas`.
     pub fn module_step(
         &mut self,
         agent: &Agent,
@@ -269,8 +272,10 @@ impl Trainer {
         m: ModuleKind,
     ) -> Result<f32, TrainError> {
         let device = agent.device.clone();
+        let by_hand = self.by_hand && device.is_cpu();
         let cfg = &self.config;
         let rng = self.rngs[m as usize].rng();
+        let ws = &mut self.backprop[m as usize];
         let data = |e| TrainError::Data {
             module: m,
             source: e,
@@ -290,16 +295,10 @@ impl Trainer {
                 if cfg.dynamics.normalize_deltas {
                     let (mean, std) = update_delta_stats(agent, &(&b.z_next - &b.z)?)?;
                     losses::dynamics(&agent.dynamics, &b, Some((&mean, &std)))?
-                } else if self.dyn_by_hand && device.is_cpu() {
-                    // the same loss and gradients without candle's per-op overhead
+                } else if by_hand {
                     let delta = (&b.z_next - &b.z)?;
-                    let dynamics = &agent.dynamics;
-                    let ws = &mut self.dyn_backprop;
-                    let value = dynamics.nll_backprop(ws, &b.z, &b.action, &delta)?;
-                    self.check_finite(m, value)?;
-                    let grads = dynamics.grads(&self.dyn_backprop);
-                    self.optimizers[m as usize].step_slices(&grads)?;
-                    return self.stepped(agent, m, value);
+                    let value = agent.dynamics.nll_backprop(ws, &b.z, &b.action, &delta)?;
+                    return self.apply_by_hand(agent, m, value);
                 } else {
                     losses::dynamics(&agent.dynamics, &b, None)?
                 }
@@ -314,6 +313,10 @@ impl Trainer {
                         discount: cfg.value.discount,
                         bootstrap_timeouts: cfg.value.bootstrap_timeouts,
                     });
+                if by_hand {
+                    let value = losses::value_by_hand(&agent.value, ws, &b, td)?;
+                    return self.apply_by_hand(agent, m, value);
+                }
                 losses::value(&agent.value, &b, td)?
             }
             ModuleKind::Ss => {
@@ -325,6 +328,10 @@ impl Trainer {
                 }
                 let gamma = (cfg.safe_set.variant == SafeSetLoss::Bellman)
                     .then_some(cfg.safe_set.bellman_coef);
+                if by_hand {
+                    let value = losses::safe_set_by_hand(&agent.safe_set, ws, &b, gamma)?;
+                    return self.apply_by_hand(agent, m, value);
+                }
                 losses::safe_set(&agent.safe_set, &b, gamma)?
             }
             ModuleKind::Constr | ModuleKind::Gi => {
@@ -342,6 +349,10 @@ impl Trainer {
                     ModuleKind::Constr => &b.constraint,
                     _ => &b.goal,
                 };
+                if by_hand {
+                    let value = losses::classifier_by_hand(head, ws, &b.z_next, label)?;
+                    return self.apply_by_hand(agent, m, value);
+                }
                 losses::classifier(head, &b.z_next, label)?
             }
         };
@@ -354,6 +365,28 @@ impl Trainer {
         let value = loss.to_dtype(candle_core::DType::F32)?.to_scalar::<f32>()?;
         self.check_finite(m, value)?;
         self.optimizers[m as usize].backward_step(loss)?;
+        self.stepped(agent, m, value)
+    }
+
+    /// [`apply`](Self::apply) for a loss by hand-written backprop: its gradients are in module
+    /// `m`'s workspace.
+    fn apply_by_hand(
+        &mut self,
+        agent: &Agent,
+        m: ModuleKind,
+        value: f32,
+    ) -> Result<f32, TrainError> {
+        self.check_finite(m, value)?;
+        let ws = &self.backprop[m as usize];
+        let grads = match m {
+            ModuleKind::Vae => return Err(TrainError::NotLatent(m)),
+            ModuleKind::Dyn => agent.dynamics.grads(ws),
+            ModuleKind::Val => mlp_grads(&agent.value.online.iter().collect::<Vec<_>>(), ws),
+            ModuleKind::Ss => mlp_grads(&[&agent.safe_set.online.net], ws),
+            ModuleKind::Constr => mlp_grads(&[&agent.constraint.net], ws),
+            ModuleKind::Gi => mlp_grads(&[&agent.goal.net], ws),
+        };
+        self.optimizers[m as usize].step_slices(&grads)?;
         self.stepped(agent, m, value)
     }
 
@@ -767,7 +800,7 @@ mod tests {
         let batch = |c: &mut Config| c.dynamics.batch = 40;
         let (by_hand, mut a) = setup(batch);
         let (autograd, mut b) = setup(batch);
-        b.dyn_by_hand = false;
+        b.by_hand = false;
         let mut r = replay(60, |_| record(-1.0, false, 0.0), 0.3);
         let dy = ModuleKind::Dyn;
         let start = by_hand.trainable_named(dy);
@@ -789,6 +822,58 @@ mod tests {
             }
         }
         assert!(moved > 5e-3, "ten steps move the weights ({moved})");
+    }
+
+    #[test]
+    fn value_and_classifiers_by_hand_train_as_candles_autograd_does() {
+        let config = |c: &mut Config| {
+            c.value.batch = 40;
+            c.value.val_init_iters = 4; // four reward-to-go steps, then TD steps
+            c.value.target_every = 3;
+            c.safe_set.batch = 40;
+            c.safe_set.target_every = 3;
+            c.constraint.batch = 40;
+            c.goal.batch = 40;
+        };
+        let (by_hand, mut a) = setup(config);
+        let (autograd, mut b) = setup(config);
+        b.by_hand = false;
+        // goal, constraint and plain steps; some episode ends; reward-to-go on both sides of 1
+        let rec = |i: usize| {
+            let reward = [0.0, 1.0, -1.0][i % 3];
+            record(reward, i.is_multiple_of(7), -((i % 5) as f32) * 0.8)
+        };
+        let mut r = replay(60, rec, 0.3);
+        for m in [
+            ModuleKind::Val,
+            ModuleKind::Ss,
+            ModuleKind::Constr,
+            ModuleKind::Gi,
+        ] {
+            let start = by_hand.trainable_named(m);
+            let start: Vec<Vec<f32>> = start.iter().map(|(n, _)| var(&by_hand, m, n)).collect();
+            let la = a.train_module(&by_hand, &mut r, m, 8, 1, |_| {}).unwrap();
+            let lb = b.train_module(&autograd, &mut r, m, 8, 1, |_| {}).unwrap();
+            for (x, y) in la.iter().zip(&lb) {
+                assert!(
+                    (x - y).abs() < 1e-4 * y.abs().max(1e-2),
+                    "{m:?} losses {la:?} vs {lb:?}"
+                );
+            }
+            assert_eq!(a.optimizer(m).step_count(), 8);
+            let mut moved = 0f32;
+            for ((name, _), before) in by_hand.trainable_named(m).iter().zip(&start) {
+                let (x, y) = (var(&by_hand, m, name), var(&autograd, m, name));
+                for ((x, y), s) in x.iter().zip(&y).zip(before) {
+                    assert!((x - y).abs() < 1e-5, "{m:?} {name}: {x} vs {y}");
+                    moved = moved.max((x - s).abs());
+                }
+            }
+            assert!(
+                moved > 1e-3,
+                "{m:?}: eight steps move the weights ({moved})"
+            );
+        }
     }
 
     #[test]
