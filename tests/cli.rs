@@ -432,13 +432,11 @@ fn the_shipped_navigation_agent_loads_and_acts() {
         ls3::model::checkpoint::load(&shipped, Some(ls3::env::EnvKind::Navigation), &device)
             .unwrap();
     assert_eq!(agent.spec.channels, 3);
-    // Made by `ls3 run` with the quick preset's settings of its day (before the demo branches):
-    // its configuration travels with it, so `ls3 eval` and the app plan with them.
+    // Made from scratch by `ls3 run` with the quick preset (README, Results): its configuration
+    // travels with it, so `ls3 eval` and the app plan with the preset's settings.
     let config: ls3::config::Config =
         serde_json::from_value(meta.config["config"].clone()).unwrap();
-    let mut quick = ls3::config::Config::quick(ls3::env::EnvKind::Navigation);
-    quick.replay.branch_demos = false;
-    assert_eq!(config, quick);
+    assert_eq!(config, ls3::config::Config::quick(ls3::env::EnvKind::Navigation));
     let size: u64 = std::fs::read_dir(&shipped)
         .unwrap()
         .map(|e| e.unwrap().metadata().unwrap().len())
