@@ -436,7 +436,10 @@ fn the_shipped_navigation_agent_loads_and_acts() {
     // travels with it, so `ls3 eval` and the app plan with the preset's settings.
     let config: ls3::config::Config =
         serde_json::from_value(meta.config["config"].clone()).unwrap();
-    assert_eq!(config, ls3::config::Config::quick(ls3::env::EnvKind::Navigation));
+    assert_eq!(
+        config,
+        ls3::config::Config::quick(ls3::env::EnvKind::Navigation)
+    );
     let size: u64 = std::fs::read_dir(&shipped)
         .unwrap()
         .map(|e| e.unwrap().metadata().unwrap().len())
