@@ -223,6 +223,37 @@ struct Scratch {
     out: RolloutStats,
 }
 
+/// Step 0's dynamics input for candidates `c0..c0 + cands`: the start latent and each
+/// candidate's first action, `[feature][candidate]` with stride `ldc`.
+fn first_inputs(job: &Rollout, c0: usize, cands: usize, l: usize, ldc: usize, first: &mut [f32]) {
+    for d in 0..l {
+        first[d * ldc..d * ldc + cands].fill(job.start[d]);
+    }
+    for c in 0..cands {
+        let a = job.action(c0 + c, 0);
+        first[l * ldc + c] = a[0];
+        first[(l + 1) * ldc + c] = a[1];
+    }
+}
+
+/// Writes step `t`'s action of each candidate into the action features of its particles' rows
+/// of `prev` (`(latent, stride, particles)` = `dims`).
+fn step_actions(
+    job: &Rollout,
+    c0: usize,
+    cands: usize,
+    t: usize,
+    dims: (usize, usize, usize),
+    prev: &mut [f32],
+) {
+    let (l, ld, p) = dims;
+    for c in 0..cands {
+        let a = job.action(c0 + c, t);
+        prev[l * ld + c * p..l * ld + (c + 1) * p].fill(a[0]);
+        prev[(l + 1) * ld + c * p..(l + 1) * ld + (c + 1) * p].fill(a[1]);
+    }
+}
+
 impl FusedModels {
     /// Packs the agent's latent modules (reads every weight once) for the process-wide precision
     /// ([`crate::model::conv::precision`]).
@@ -431,14 +462,7 @@ impl FusedModels {
         }
 
         // Step 0: one prediction per candidate, then its particles' samples.
-        for d in 0..l {
-            s.first[d * ldc..d * ldc + cands].fill(job.start[d]);
-        }
-        for c in 0..cands {
-            let a = job.action(c0 + c, 0);
-            s.first[l * ldc + c] = a[0];
-            s.first[(l + 1) * ldc + c] = a[1];
-        }
+        first_inputs(job, c0, cands, l, ldc, &mut s.first);
         let dynamics = &self.dynamics[job.members[0]];
         let (pred, lp) = forward(dynamics, &s.first, ldc, cands, &mut s.bufs, false);
         for d in 0..l {
@@ -455,11 +479,7 @@ impl FusedModels {
         for t in 1..h {
             let (done, rest) = s.zs.split_at_mut(step(t));
             let prev = &mut done[step(t - 1)..];
-            for c in 0..cands {
-                let a = job.action(c0 + c, t);
-                prev[l * ld + c * p..l * ld + (c + 1) * p].fill(a[0]);
-                prev[(l + 1) * ld + c * p..(l + 1) * ld + (c + 1) * p].fill(a[1]);
-            }
+            step_actions(job, c0, cands, t, (l, ld, p), prev);
             let dynamics = &self.dynamics[job.members[t]];
             let (pred, lp) = forward(dynamics, prev, ld, rows, &mut s.bufs, false);
             for d in 0..l {
@@ -484,14 +504,7 @@ impl FusedModels {
         let count = self.dynamics.len();
         let (ld, ldc) = (s.shape.0 * p, s.shape.0);
         let step = |t: usize| t * (l + 2) * ld;
-        for d in 0..l {
-            s.first[d * ldc..d * ldc + cands].fill(job.start[d]);
-        }
-        for c in 0..cands {
-            let a = job.action(c0 + c, 0);
-            s.first[l * ldc + c] = a[0];
-            s.first[(l + 1) * ldc + c] = a[1];
-        }
+        first_inputs(job, c0, cands, l, ldc, &mut s.first);
         for (m, dynamics) in self.dynamics.iter().enumerate() {
             let (pred, lp) = forward(dynamics, &s.first, ldc, cands, &mut s.bufs, false);
             for c in 0..cands {
@@ -504,18 +517,19 @@ impl FusedModels {
                 }
             }
         }
+        // Each member's rows, the same on every step.
+        let member_rows: Vec<Vec<usize>> = (0..count)
+            .map(|m| {
+                (0..cands)
+                    .flat_map(|c| (m..p).step_by(count).map(move |q| c * p + q))
+                    .collect()
+            })
+            .collect();
         for t in 1..h {
             let (done, rest) = s.zs.split_at_mut(step(t));
             let prev = &mut done[step(t - 1)..];
-            for c in 0..cands {
-                let a = job.action(c0 + c, t);
-                prev[l * ld + c * p..l * ld + (c + 1) * p].fill(a[0]);
-                prev[(l + 1) * ld + c * p..(l + 1) * ld + (c + 1) * p].fill(a[1]);
-            }
-            for (m, dynamics) in self.dynamics.iter().enumerate() {
-                let rows: Vec<usize> = (0..cands)
-                    .flat_map(|c| (m..p).step_by(count).map(move |q| c * p + q))
-                    .collect();
+            step_actions(job, c0, cands, t, (l, ld, p), prev);
+            for (dynamics, rows) in self.dynamics.iter().zip(&member_rows) {
                 let rm = rows.len();
                 if rm == 0 {
                     continue;
