@@ -132,20 +132,28 @@ pub(super) fn particle_members_step<M: LatentModels + ?Sized>(
     z: &Tensor,
     a: &Tensor,
 ) -> Result<(Tensor, Tensor)> {
-    let (rows, count) = (z.dim(0)?, m.dynamics_members());
+    let predictions = (0..m.dynamics_members())
+        .map(|i| m.dynamics(i, z, a))
+        .collect::<Result<Vec<_>>>()?;
+    keep_particle_members(job, &predictions)
+}
+
+/// From every member's (mean, log-std) of the same rows `c · particles + q`, each row's own
+/// particle member's ([`Rollout::member`]).
+pub(super) fn keep_particle_members(
+    job: &Rollout,
+    predictions: &[(Tensor, Tensor)],
+) -> Result<(Tensor, Tensor)> {
+    let (count, z) = (predictions.len(), &predictions[0].0);
+    let rows = z.dim(0)?;
     let mut one_hot = vec![0f32; count * rows];
     for r in 0..rows {
         one_hot[job.member(0, r % job.particles, count) * rows + r] = 1.0;
     }
     let mask = Tensor::from_vec(one_hot, (count, rows, 1), z.device())?;
-    let (mut means, mut log_stds) = (Vec::new(), Vec::new());
-    for i in 0..count {
-        let (mean, log_std) = m.dynamics(i, z, a)?;
-        means.push(mean);
-        log_stds.push(log_std);
-    }
-    let pick = |xs: &[Tensor]| Tensor::stack(xs, 0)?.broadcast_mul(&mask)?.sum(0);
-    Ok((pick(&means)?, pick(&log_stds)?))
+    let pick = |xs: Vec<Tensor>| Tensor::stack(&xs, 0)?.broadcast_mul(&mask)?.sum(0);
+    let (means, log_stds): (Vec<_>, Vec<_>) = predictions.iter().cloned().unzip();
+    Ok((pick(means)?, pick(log_stds)?))
 }
 
 /// MLPs of equal shape that read the same input, evaluated together: the first layers side by

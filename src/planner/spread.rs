@@ -3,7 +3,7 @@
 //! the dynamics members' disagreement along the way. One candidate with a few dozen particles:
 //! a small fraction of a planner call.
 
-use super::models::{LatentModels, particle_members_step};
+use super::models::{LatentModels, keep_particle_members};
 use super::rollout::Rollout;
 use candle_core::{Result, Tensor};
 use candle_nn::ops::sigmoid;
@@ -62,14 +62,16 @@ pub fn imagine<M: LatentModels + ?Sized>(
             .broadcast_as((p, 2))?
             .contiguous()?;
         let zc = z.contiguous()?;
-        let means = (0..m.dynamics_members())
-            .map(|k| m.dynamics(k, &zc, &a).map(|(mean, _)| mean))
+        // Every member once: their disagreement, and the step the search itself took.
+        let predictions = (0..m.dynamics_members())
+            .map(|k| m.dynamics(k, &zc, &a))
             .collect::<Result<Vec<_>>>()?;
+        let means: Vec<Tensor> = predictions.iter().map(|(mean, _)| mean.clone()).collect();
         member_std.push(members_disagreement(&means)?);
         let (mean, log_std) = if job.particle_members {
-            particle_members_step(m, job, &zc, &a)?
+            keep_particle_members(job, &predictions)?
         } else {
-            m.dynamics(job.members[t], &zc, &a)?
+            predictions[job.members[t]].clone()
         };
         z = ((zc + mean)? + (log_std.exp()? * noise.get(t)?)?)?;
         zs.push(z.clone());
