@@ -29,3 +29,49 @@ pub fn avx512_bf16() -> bool {
         false
     }
 }
+
+/// Makes the calling thread flush denormal results to zero and read denormal inputs as zero
+/// (x86's FTZ and DAZ bits of MXCSR; nothing elsewhere). A classifier whose labels are almost all
+/// one class, like the goal indicator, drives its logits' gradients and Adam's moments into the
+/// denormal range, where every multiply takes a slow microcode path: on navigation the goal
+/// classifier trained about 4× slower than the constraint classifier of the same shape. Values
+/// below ≈ 1.2e-38 become 0, far below anything the losses resolve. Cheap; called at the start of
+/// every training step and by every helper thread.
+pub fn flush_denormals() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        const FTZ: u32 = 1 << 15;
+        const DAZ: u32 = 1 << 6;
+        let mut csr: u32 = 0;
+        // SAFETY: stmxcsr/ldmxcsr read and write this thread's SSE control register; setting FTZ
+        // and DAZ changes only how denormal floats are treated.
+        unsafe {
+            std::arch::asm!("stmxcsr [{}]", in(reg) &mut csr, options(nostack, preserves_flags));
+            if csr & (FTZ | DAZ) != FTZ | DAZ {
+                csr |= FTZ | DAZ;
+                std::arch::asm!("ldmxcsr [{}]", in(reg) &csr, options(nostack, preserves_flags));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flushing_denormals_turns_tiny_products_into_zero_on_this_thread_only() {
+        // black_box keeps the products from being folded at compile time
+        let tiny = std::hint::black_box(1e-30f32);
+        let scale = std::hint::black_box(1e-10f32);
+        let other = std::thread::spawn(move || tiny * scale).join().unwrap();
+        #[cfg(target_arch = "x86_64")]
+        {
+            flush_denormals();
+            assert_eq!(tiny * scale, 0.0);
+            assert!(other > 0.0, "another thread keeps denormals: {other}");
+        }
+        // normal values are untouched
+        assert_eq!(std::hint::black_box(1.5f32) * std::hint::black_box(2.0f32), 3.0);
+    }
+}

@@ -130,6 +130,8 @@ fn take_items(shared: &Shared, items: usize, f: &(impl Fn(usize) + ?Sized)) {
 
 /// A helper's loop: joins each job posted while it looks, takes items until none are left.
 fn help(shared: &'static Shared) {
+    // the training passes run with denormals flushed, on the caller and here alike
+    crate::cpu::flush_denormals();
     let mut seen = 0;
     loop {
         let (task, items) = {

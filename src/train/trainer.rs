@@ -210,6 +210,7 @@ impl Trainer {
 
     /// One VAE iteration on a batch from `pool`; returns its loss.
     pub fn vae_step(&mut self, agent: &Agent, pool: &ImagePool) -> Result<f32, TrainError> {
+        crate::cpu::flush_denormals();
         if pool.is_empty() {
             return Err(TrainError::NoImages);
         }
@@ -271,6 +272,7 @@ impl Trainer {
         replay: &mut LatentReplay,
         m: ModuleKind,
     ) -> Result<f32, TrainError> {
+        crate::cpu::flush_denormals();
         let device = agent.device.clone();
         let by_hand = self.by_hand && device.is_cpu();
         let cfg = &self.config;
