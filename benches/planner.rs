@@ -106,6 +106,41 @@ fn main() {
         }
     }
 
+    // The quick navigation preset's planner (500 × 20, horizon 3, a dynamics member per
+    // particle, the disagreement penalty): what `ls3 run --env navigation` calls every step.
+    let quick = PlannerConfig {
+        ignore_safe_set: true,
+        ignore_constraints: true,
+        ..ls3::config::Config::quick(EnvKind::Navigation).planner
+    }
+    .validated()
+    .expect("valid quick settings");
+    for &p in precisions {
+        set_precision(p);
+        time(&format!("plan quick navigation {}", tag(p)), 15, || {
+            let (_, rec) = planner.plan(&agent, &z0, &quick).expect("plan");
+            assert_eq!(rec.decays, 0);
+        });
+        if device.is_cpu() {
+            let fused = FusedModels::from_agent_with(&agent, p).expect("pack");
+            let mut total = Profile::default();
+            let runs = 15;
+            let name = format!("  fused rollout of quick navigation {}", tag(p));
+            let wall = time(&name, runs, || {
+                let (_, prof) = fused.rollout_profiled(&job(&quick, 1)).expect("rollout");
+                total.add(&prof);
+            });
+            let per = |x: f64| x / (runs + 1) as f64;
+            println!(
+                "    thread-seconds: noise {:.4}, dynamics {:.4}, step heads {:.4}, final heads {:.4} (wall {wall:.4})",
+                per(total.noise),
+                per(total.dynamics),
+                per(total.step_heads),
+                per(total.final_heads),
+            );
+        }
+    }
+
     // A planner keeps the packed weights while their version is unchanged; a fresh planner per
     // call packs them every time, as every call did before the cache.
     let cfg = PlannerConfig {
