@@ -36,7 +36,7 @@ pub fn avx512_bf16() -> bool {
 /// denormal range, where every multiply takes a slow microcode path: on navigation the goal
 /// classifier trained about 4× slower than the constraint classifier of the same shape. Values
 /// below ≈ 1.2e-38 become 0, far below anything the losses resolve. Cheap; called at the start of
-/// every training step and by every helper thread.
+/// every training step, by every helper thread and by the planner, so that a thread computes the same whatever ran on it before (a resumed run plans like an uninterrupted one).
 pub fn flush_denormals() {
     #[cfg(target_arch = "x86_64")]
     {
@@ -73,6 +73,9 @@ mod tests {
             assert_eq!(tiny * scale, 0.0);
         }
         // normal values are untouched
-        assert_eq!(std::hint::black_box(1.5f32) * std::hint::black_box(2.0f32), 3.0);
+        assert_eq!(
+            std::hint::black_box(1.5f32) * std::hint::black_box(2.0f32),
+            3.0
+        );
     }
 }

@@ -217,6 +217,7 @@ impl Planner {
         z0: &Tensor,
         cfg: &Valid<PlannerConfig>,
     ) -> Result<([f32; 2], PlanRecord), PlanError> {
+        crate::cpu::flush_denormals();
         let start = z0.flatten_all()?.to_vec1::<f32>()?;
         let (n, h) = (cfg.population, cfg.horizon);
         let warm = self.warm.take().filter(|g| g.mean.len() == h * 2);

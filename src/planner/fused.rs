@@ -362,6 +362,9 @@ impl FusedModels {
         let profile = Mutex::new(Profile::default());
         let threads = AtomicUsize::new(0);
         candle_core::utils::barrier_pool().execute(|tid| {
+            // as in training (`cpu::flush_denormals`): the same arithmetic on every thread, whatever
+            // ran on it before
+            crate::cpu::flush_denormals();
             let mut slot = self.scratch[tid].lock().expect("scratch lock");
             let mut mine = Profile::default();
             let mut worked = false;
