@@ -36,7 +36,8 @@ pub fn avx512_bf16() -> bool {
 /// denormal range, where every multiply takes a slow microcode path: on navigation the goal
 /// classifier trained about 4× slower than the constraint classifier of the same shape. Values
 /// below ≈ 1.2e-38 become 0, far below anything the losses resolve. Cheap; called at the start of
-/// every training step, by every helper thread and by the planner, so that a thread computes the same whatever ran on it before (a resumed run plans like an uninterrupted one).
+/// every training step, by every helper thread and by the planner, so that a thread computes the
+/// same whatever ran on it before (a resumed run plans like an uninterrupted one).
 pub fn flush_denormals() {
     #[cfg(target_arch = "x86_64")]
     {
