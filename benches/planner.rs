@@ -49,6 +49,29 @@ fn job(cfg: &PlannerConfig, seed: u64) -> Rollout {
     }
 }
 
+/// Times `runs` fused rollouts of `job` under `name`, prints the thread-seconds per rollout of
+/// each phase and returns the median wall time.
+fn profiled_rollout(fused: &FusedModels, job: &Rollout, name: &str, runs: usize) -> f64 {
+    let mut total = Profile::default();
+    let wall = time(name, runs, || {
+        let (_, prof) = fused.rollout_profiled(job).expect("rollout");
+        total.add(&prof);
+    });
+    // `time` runs the closure once more to warm up
+    let per = |x: f64| x / (runs + 1) as f64;
+    println!(
+        "  thread-seconds per rollout: noise {:.4}, dynamics {:.4}, step heads {:.4}, final heads {:.4} \
+         (total {:.4} on {} threads; wall {wall:.4})",
+        per(total.noise),
+        per(total.dynamics),
+        per(total.step_heads),
+        per(total.final_heads),
+        per(total.total()),
+        total.threads
+    );
+    wall
+}
+
 /// The precision's name, as in a configuration file.
 fn tag(p: Precision) -> &'static str {
     match p {
@@ -123,21 +146,8 @@ fn main() {
         });
         if device.is_cpu() {
             let fused = FusedModels::from_agent_with(&agent, p).expect("pack");
-            let mut total = Profile::default();
-            let runs = 15;
             let name = format!("  fused rollout of quick navigation {}", tag(p));
-            let wall = time(&name, runs, || {
-                let (_, prof) = fused.rollout_profiled(&job(&quick, 1)).expect("rollout");
-                total.add(&prof);
-            });
-            let per = |x: f64| x / (runs + 1) as f64;
-            println!(
-                "    thread-seconds: noise {:.4}, dynamics {:.4}, step heads {:.4}, final heads {:.4} (wall {wall:.4})",
-                per(total.noise),
-                per(total.dynamics),
-                per(total.step_heads),
-                per(total.final_heads),
-            );
+            profiled_rollout(&fused, &job(&quick, 1), &name, 15);
         }
     }
 
@@ -193,24 +203,8 @@ fn main() {
     }
     for &p in precisions {
         let fused = FusedModels::from_agent_with(&agent, p).expect("pack");
-        let mut total = Profile::default();
-        let runs = 8;
         let name = format!("fused rollout 1000×20 (×4 per plan) {}", tag(p));
-        let wall = time(&name, runs, || {
-            let (_, prof) = fused.rollout_profiled(&job(&cfg, 1)).expect("rollout");
-            total.add(&prof);
-        });
-        let per = |x: f64| x / (runs + 1) as f64;
-        let sum = per(total.total());
-        println!(
-            "  thread-seconds per rollout: noise {:.4}, dynamics {:.4}, step heads {:.4}, final heads {:.4} \
-             (total {sum:.4} on {} threads; wall {wall:.4})",
-            per(total.noise),
-            per(total.dynamics),
-            per(total.step_heads),
-            per(total.final_heads),
-            total.threads
-        );
+        let wall = profiled_rollout(&fused, &job(&cfg, 1), &name, 8);
         // multiply-adds: dynamics on 1 000 + 4 × 20 000 rows, heads on 2 × 100 000 + 6 × 20 000
         // rows
         let flops = 2.0 * (81_000.0 * 28_928.0 + 320_000.0 * 86_600.0);
