@@ -45,6 +45,7 @@ fn job(cfg: &PlannerConfig, seed: u64) -> Rollout {
         particles: cfg.particles,
         members: (0..cfg.horizon).map(|t| t % 5).collect(),
         particle_members: cfg.particle_members,
+        safe_set_every_step: cfg.safe_set_every_step,
         noise_seed: seed,
     }
 }

@@ -138,6 +138,7 @@ fn imagined_with(
         particles: cfg.particles,
         members,
         particle_members: cfg.particle_members,
+        safe_set_every_step: cfg.safe_set_every_step,
         noise_seed: 0,
     };
     let stats = agent.rollout(&job)?;

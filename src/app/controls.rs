@@ -294,6 +294,13 @@ fn planner_ui(ui: &mut Ui, p: &mut PlannerConfig) -> bool {
         )
         .changed();
     changed |= ui
+        .checkbox(&mut p.safe_set_every_step, "safe set at every step")
+        .on_hover_text(
+            "Every step of a plan must lie in the safe set, not only its end (the paper's), so a \
+             plan cannot leave the safe set and imagine its way back",
+        )
+        .changed();
+    changed |= ui
         .checkbox(&mut p.act_on_mean, "act on elite mean")
         .on_hover_text(
             "Execute the final elite mean's first action instead of the best candidate's",

@@ -256,6 +256,7 @@ impl Planner {
                     particles: cfg.particles,
                     members,
                     particle_members: cfg.particle_members,
+                    safe_set_every_step: cfg.safe_set_every_step,
                     noise_seed: self.rng.random(),
                 };
                 let stats = rollout(&job)?;

@@ -590,13 +590,30 @@ impl FusedModels {
         }
         lap(&mut prof.step_heads);
 
+        // With every step judged, the safe set on the earlier latents: the smallest mean so far.
+        let members = self.terminal.len() - 1;
+        let mut earlier = vec![f32::INFINITY; cands];
+        if job.safe_set_every_step {
+            for t in 0..h - 1 {
+                let z = &s.zs[step(t)..step(t + 1)];
+                let ss = &self.terminal[members..];
+                logits(ss, z, ld, rows, &mut s.bufs, &mut s.logits, ld);
+                for (c, low) in earlier.iter_mut().enumerate() {
+                    let sum: f32 = s.logits[c * p..(c + 1) * p]
+                        .iter()
+                        .map(|&x| sigmoid(x))
+                        .sum();
+                    *low = nan_min(*low, sum / p as f32);
+                }
+            }
+        }
+
         // Value members and safe set on the final latents.
         let z = &s.zs[step(h - 1)..step(h)];
         logits(&self.terminal, z, ld, rows, &mut s.bufs, &mut s.logits, ld);
-        let members = self.terminal.len() - 1;
         let particle_value =
             |r: usize| (0..members).map(|m| s.logits[m * ld + r]).sum::<f32>() / members as f32;
-        for c in 0..cands {
+        for (c, &earlier) in earlier.iter().enumerate() {
             let (mut value, mut safe) = (0f32, 0f32);
             for q in 0..p {
                 let r = c * p + q;
@@ -610,7 +627,7 @@ impl FusedModels {
                 / p as f32;
             s.out.value[c] = mean;
             s.out.value_std[c] = var.sqrt();
-            s.out.safe_set[c] = safe / p as f32;
+            s.out.safe_set[c] = nan_min(safe / p as f32, earlier);
         }
         lap(&mut prof.final_heads);
     }
@@ -680,6 +697,15 @@ fn nan_max(a: f32, b: f32) -> f32 {
         f32::NAN
     } else {
         a.max(b)
+    }
+}
+
+/// The smaller of `a` and `b`, NaN when either is.
+fn nan_min(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() {
+        f32::NAN
+    } else {
+        a.min(b)
     }
 }
 

@@ -80,6 +80,9 @@ pub struct PlannerConfig {
     /// A plan's score loses this many standard deviations (over its particles) of its terminal
     /// value: plans the models disagree about rank lower. 0 is the original's score.
     pub disagreement_penalty: f32,
+    /// Every step of a plan must lie in the safe set, not only its end (the original checks the
+    /// end). Rejects plans that leave the safe set and imagine their way back.
+    pub safe_set_every_step: bool,
 }
 
 /// The action taken when no plan is feasible even at the lowest safe-set threshold.
@@ -114,6 +117,7 @@ impl Default for PlannerConfig {
             fallback: Fallback::Random,
             particle_members: false,
             disagreement_penalty: 0.0,
+            safe_set_every_step: false,
         }
     }
 }

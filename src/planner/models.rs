@@ -110,7 +110,17 @@ pub fn tensor_rollout<M: LatentModels + ?Sized>(m: &M, job: &Rollout) -> Result<
         .sqr()?
         .mean(1)?
         .sqrt()?;
-    let safe = sigmoid(&last.i((.., .., 1))?.contiguous()?)?.mean(1)?;
+    let mut safe = sigmoid(&last.i((.., .., 1))?.contiguous()?)?.mean(1)?;
+    if job.safe_set_every_step && h > 1 {
+        // The safe set on the earlier steps too (the value half of these heads is not used).
+        let early = m
+            .final_heads(&all.narrow(0, 0, h - 1)?.reshape(((h - 1) * rows, l))?)?
+            .reshape((h - 1, n, p, 2))?;
+        let early = sigmoid(&early.i((.., .., .., 1))?.contiguous()?)?
+            .mean(2)?
+            .min(0)?;
+        safe = safe.minimum(&early)?;
+    }
     let latents = all.reshape((h, n, p, l))?.mean(2)?.transpose(0, 1)?;
 
     let host = |x: Tensor| x.flatten_all()?.to_vec1::<f32>();
@@ -308,11 +318,13 @@ mod tests {
         let fused = FusedModels::from_agent(&agent).unwrap();
         // one group; groups with a partial last one; a candidate over two head blocks; …
         let shapes = [(7, 3, 3), (9, 50, 2), (2, 250, 3), (5, 1, 1), (40, 7, 2)];
-        for ((n, p, h), particle_members) in
-            shapes.into_iter().flat_map(|s| [(s, false), (s, true)])
+        let switches = [(false, false), (true, false), (false, true), (true, true)];
+        for ((n, p, h), (particle_members, safe_set_every_step)) in
+            shapes.into_iter().flat_map(|s| switches.map(|w| (s, w)))
         {
             let job = Rollout {
                 particle_members,
+                safe_set_every_step,
                 ..rollout_job(n, p, h)
             };
             let (f, t) = (
@@ -325,6 +337,46 @@ mod tests {
             assert_close("constraint", &f.constraint, &t.constraint);
             assert_close("goal", &f.goal_logit, &t.goal_logit);
             assert_close("latents", &f.latents, &t.latents);
+        }
+    }
+
+    #[test]
+    fn judged_at_every_step_the_safe_set_is_the_lowest_over_the_plans_prefixes() {
+        let agent = agent_with_delta_normalisation();
+        let fused = FusedModels::from_agent(&agent).unwrap();
+        let (n, p, h) = (6, 4, 3);
+        for particle_members in [false, true] {
+            let job = |horizon: usize, safe_set_every_step: bool| {
+                let full = rollout_job(n, p, h);
+                // The first `horizon` actions of each candidate; the noise streams start alike.
+                let actions = (0..n)
+                    .flat_map(|c| full.actions[c * h * 2..(c * h + horizon) * 2].to_vec())
+                    .collect();
+                Rollout {
+                    actions,
+                    horizon,
+                    members: full.members[..horizon].to_vec(),
+                    particle_members,
+                    safe_set_every_step,
+                    ..full
+                }
+            };
+            let every = fused.rollout(&job(h, true)).unwrap().safe_set;
+            let prefixes: Vec<Vec<f32>> = (1..=h)
+                .map(|t| fused.rollout(&job(t, false)).unwrap().safe_set)
+                .collect();
+            let mut lower_than_the_end = 0;
+            for c in 0..n {
+                let lowest = prefixes.iter().map(|s| s[c]).fold(f32::INFINITY, f32::min);
+                assert!(
+                    (every[c] - lowest).abs() < 1e-5,
+                    "{c}: {} vs {lowest}",
+                    every[c]
+                );
+                lower_than_the_end += usize::from(every[c] < prefixes[h - 1][c] - 1e-6);
+            }
+            // The test's plans do leave the safe set before their end now and then.
+            assert!(lower_than_the_end > 0, "{every:?} vs {prefixes:?}");
         }
     }
 

@@ -25,6 +25,9 @@ pub struct Rollout {
     /// Each particle keeps one dynamics member for the whole plan (particle `q` uses member
     /// `q mod M`), so the particles' spread shows the members' disagreement.
     pub particle_members: bool,
+    /// Judge the safe set at every step: [`RolloutStats::safe_set`] is then the smallest over
+    /// the steps of the particles' mean safe-set probability, not the final step's.
+    pub safe_set_every_step: bool,
     /// Seeds the per-candidate noise streams of [`Rollout::noise`].
     pub noise_seed: u64,
 }
@@ -74,7 +77,8 @@ pub struct RolloutStats {
     pub value: Vec<f32>,
     /// Standard deviation over particles of the value at the final latent, `[population]`.
     pub value_std: Vec<f32>,
-    /// Mean over particles of the safe-set probability at the final latent, `[population]`.
+    /// Mean over particles of the safe-set probability at the final latent (with
+    /// [`Rollout::safe_set_every_step`]: the smallest such mean over all steps), `[population]`.
     pub safe_set: Vec<f32>,
     /// Max over particles of the constraint probability, `[population][horizon]`.
     pub constraint: Vec<f32>,

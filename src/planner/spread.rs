@@ -189,6 +189,7 @@ mod tests {
             particles: 4,
             members: vec![0, 3],
             particle_members: false,
+            safe_set_every_step: false,
             noise_seed: 1,
         };
         let (spread, parts) = imagine(&Toy::new(), &job, 0).unwrap();

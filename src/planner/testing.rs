@@ -151,6 +151,7 @@ pub fn rollout_job(population: usize, particles: usize, horizon: usize) -> Rollo
         particles,
         members: (0..horizon).map(|t| (t * 3 + 1) % 5).collect(),
         particle_members: false,
+        safe_set_every_step: false,
         noise_seed: 11,
     }
 }

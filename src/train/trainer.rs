@@ -307,14 +307,20 @@ impl Trainer {
             }
             ModuleKind::Val => {
                 let members = cfg.value.members_in_use();
-                let b = replay
-                    .sample_members(members, cfg.value.batch, Filter::OnPolicy, rng, &device)
-                    .map_err(data)?;
                 let td = (self.iterations[m as usize] >= cfg.value.val_init_iters as u64)
                     .then_some(losses::Td {
                         discount: cfg.value.discount,
                         bootstrap_timeouts: cfg.value.bootstrap_timeouts,
                     });
+                let mut b = replay
+                    .sample_members(members, cfg.value.batch, Filter::OnPolicy, rng, &device)
+                    .map_err(data)?;
+                if cfg.value.smoothing > 0.0 {
+                    let dims = b.z.dims().to_vec();
+                    let flat = b.z.flatten_to(dims.len() - 2)?;
+                    b.z = smoothed(&flat, replay.spread(), cfg.value.smoothing, rng)?
+                        .reshape(dims)?;
+                }
                 if by_hand {
                     let value = losses::value_by_hand(&agent.value, ws, &b, td)?;
                     return self.apply_by_hand(agent, m, value);
@@ -600,6 +606,46 @@ mod tests {
             .unwrap()
             .to_vec1()
             .unwrap()
+    }
+
+    /// The jump of the value across a step of its target (0 below u = 0.5 on the data's line,
+    /// −10 above), between u = 0.45 and 0.55, after training with `smoothing`.
+    fn value_jump_across_a_step(smoothing: f32) -> f32 {
+        let (agent, mut t) = setup(|c| {
+            c.value.val_init_iters = 1_000;
+            c.value.lr = 1e-3;
+            c.value.smoothing = smoothing;
+        });
+        let n = 200;
+        let target = |i: usize| if 2 * i < n { 0.0 } else { -10.0 };
+        let mut r = replay(n, |i| record(-1.0, false, target(i)), 0.0);
+        t.train_module(&agent, &mut r, ModuleKind::Val, 600, 0, |_| {})
+            .unwrap();
+        // The helper's latents: u·(d mod 3) in dimension d.
+        let at = |u: f32| -> f32 {
+            let z: Vec<f32> = (0..32).map(|d| u * (d % 3) as f32).collect();
+            let z = Tensor::from_vec(z, (1, 32), &Device::Cpu).unwrap();
+            agent
+                .value
+                .forward(&z)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()[0]
+        };
+        at(0.45) - at(0.55)
+    }
+
+    #[test]
+    fn input_smoothing_blurs_what_the_value_learns_from_nearby_latents() {
+        let (plain, smooth) = (value_jump_across_a_step(0.0), value_jump_across_a_step(1.0));
+        println!("jump: plain {plain:.3}, smoothed {smooth:.3}");
+        assert!(
+            plain > 5.0,
+            "without smoothing the step is learned: {plain}"
+        );
+        assert!(smooth < 0.7 * plain, "plain {plain}, smoothed {smooth}");
     }
 
     #[test]
