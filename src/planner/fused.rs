@@ -590,15 +590,17 @@ impl FusedModels {
         }
         lap(&mut prof.step_heads);
 
-        // With every step judged, the safe set on the earlier latents: the smallest mean so far.
+        // With every step judged, the safe set on the earlier latents: the smallest mean so far,
+        // kept in the output until the final step's joins it.
         let members = self.terminal.len() - 1;
-        let mut earlier = vec![f32::INFINITY; cands];
-        if job.safe_set_every_step {
+        let every_step = job.safe_set_every_step;
+        if every_step {
+            let ss = &self.terminal[members..];
+            s.out.safe_set[..cands].fill(f32::INFINITY);
             for t in 0..h - 1 {
                 let z = &s.zs[step(t)..step(t + 1)];
-                let ss = &self.terminal[members..];
                 logits(ss, z, ld, rows, &mut s.bufs, &mut s.logits, ld);
-                for (c, low) in earlier.iter_mut().enumerate() {
+                for (c, low) in s.out.safe_set[..cands].iter_mut().enumerate() {
                     let sum: f32 = s.logits[c * p..(c + 1) * p]
                         .iter()
                         .map(|&x| sigmoid(x))
@@ -613,7 +615,7 @@ impl FusedModels {
         logits(&self.terminal, z, ld, rows, &mut s.bufs, &mut s.logits, ld);
         let particle_value =
             |r: usize| (0..members).map(|m| s.logits[m * ld + r]).sum::<f32>() / members as f32;
-        for (c, &earlier) in earlier.iter().enumerate() {
+        for c in 0..cands {
             let (mut value, mut safe) = (0f32, 0f32);
             for q in 0..p {
                 let r = c * p + q;
@@ -627,7 +629,12 @@ impl FusedModels {
                 / p as f32;
             s.out.value[c] = mean;
             s.out.value_std[c] = var.sqrt();
-            s.out.safe_set[c] = nan_min(safe / p as f32, earlier);
+            let end = safe / p as f32;
+            s.out.safe_set[c] = if every_step {
+                nan_min(end, s.out.safe_set[c])
+            } else {
+                end
+            };
         }
         lap(&mut prof.final_heads);
     }

@@ -307,20 +307,17 @@ impl Trainer {
             }
             ModuleKind::Val => {
                 let members = cfg.value.members_in_use();
+                let mut b = replay
+                    .sample_members(members, cfg.value.batch, Filter::OnPolicy, rng, &device)
+                    .map_err(data)?;
+                if cfg.value.smoothing > 0.0 {
+                    b.z = smoothed(&b.z, replay.spread(), cfg.value.smoothing, rng)?;
+                }
                 let td = (self.iterations[m as usize] >= cfg.value.val_init_iters as u64)
                     .then_some(losses::Td {
                         discount: cfg.value.discount,
                         bootstrap_timeouts: cfg.value.bootstrap_timeouts,
                     });
-                let mut b = replay
-                    .sample_members(members, cfg.value.batch, Filter::OnPolicy, rng, &device)
-                    .map_err(data)?;
-                if cfg.value.smoothing > 0.0 {
-                    let dims = b.z.dims().to_vec();
-                    let flat = b.z.flatten_to(dims.len() - 2)?;
-                    b.z = smoothed(&flat, replay.spread(), cfg.value.smoothing, rng)?
-                        .reshape(dims)?;
-                }
                 if by_hand {
                     let value = losses::value_by_hand(&agent.value, ws, &b, td)?;
                     return self.apply_by_hand(agent, m, value);
@@ -492,9 +489,9 @@ impl Trainer {
     }
 }
 
-/// `z` (`[batch, latent]`) plus Gaussian noise of std `fraction × spread[d]` in each dimension
-/// `d`: the classifiers' input smoothing (`safe_set.smoothing`, `constraint.smoothing`,
-/// `goal.smoothing`).
+/// `z` (`[…, latent]`) plus Gaussian noise of std `fraction × spread[d]` in each dimension
+/// `d`: the input smoothing of the classifiers and the value (`safe_set.smoothing`,
+/// `constraint.smoothing`, `goal.smoothing`, `value.smoothing`).
 fn smoothed(
     z: &Tensor,
     spread: &[f32],
@@ -502,14 +499,14 @@ fn smoothed(
     rng: &mut impl rand::Rng,
 ) -> candle_core::Result<Tensor> {
     use rand_distr::{Distribution, StandardNormal};
-    let (n, l) = z.dims2()?;
-    let noise: Vec<f32> = (0..n * l)
+    let l = z.dim(candle_core::D::Minus1)?;
+    let noise: Vec<f32> = (0..z.elem_count())
         .map(|i| {
             let eps: f32 = StandardNormal.sample(rng);
             eps * fraction * spread[i % l]
         })
         .collect();
-    z + Tensor::from_vec(noise, (n, l), z.device())?
+    z + Tensor::from_vec(noise, z.shape(), z.device())?
 }
 
 /// Folds observed deltas (`[…, latent]`) into the dynamics' running mean and variance (stored in
